@@ -1,0 +1,56 @@
+"""Remove the files of options that were not chosen, write a local .env, say what next."""
+
+import secrets
+import shutil
+from pathlib import Path
+
+PROJECT_SLUG = {{ cookiecutter.project_slug | tojson }}
+USE_DOCKER = {{ "True" if cookiecutter.use_docker else "False" }}
+INCLUDE_DEMO_ENDPOINTS = {{ "True" if cookiecutter.include_demo_endpoints else "False" }}
+
+DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
+DEMO_FILES = [f"{PROJECT_SLUG}/demo", "tests/test_demo.py"]
+
+
+def remove(relative_paths):
+    for relative in relative_paths:
+        path = Path(relative)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def write_local_env():
+    """A fresh secret per bake: never shared between projects, never committed."""
+    env_file = Path(".env")
+    if env_file.exists():
+        return
+    env_file.write_text(
+        "# Local development only; .gitignore keeps this file out of git.\n"
+        f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}\n"
+        "DJANGO_DEBUG=true\n",
+        encoding="utf-8",
+    )
+    env_file.chmod(0o600)
+
+
+def main():
+    if not USE_DOCKER:
+        remove(DOCKER_FILES)
+    if not INCLUDE_DEMO_ENDPOINTS:
+        remove(DEMO_FILES)
+    write_local_env()
+    print(
+        f"\n{PROJECT_SLUG} is ready. Next steps:\n"
+        f"  cd {PROJECT_SLUG}\n"
+        "  python3 -m venv .venv && . .venv/bin/activate\n"
+        "  python -m pip install -e '.[dev]'\n"
+        "  python manage.py migrate && python manage.py runserver\n"
+        "  nox -s tests lint\n"
+        "README.md explains the gunicorn presets and how to pick one.\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

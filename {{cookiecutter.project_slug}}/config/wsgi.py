@@ -1,0 +1,9 @@
+"""WSGI entry point, served by the sync, gthread and gevent gunicorn presets."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+application = get_wsgi_application()
