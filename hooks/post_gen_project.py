@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 PROJECT_SLUG = {{ cookiecutter.project_slug | tojson }}
+DATABASE_DRIVER = {{ cookiecutter.database_driver | tojson }}
 USE_DOCKER = {{ "True" if cookiecutter.use_docker else "False" }}
 INCLUDE_DEMO_ENDPOINTS = {{ "True" if cookiecutter.include_demo_endpoints else "False" }}
 
@@ -19,6 +20,14 @@ def remove(relative_paths):
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def keep_lock_of_chosen_driver():
+    for lock in Path().glob("requirements-*.lock"):
+        if lock.name == f"requirements-{DATABASE_DRIVER}.lock":
+            lock.rename("requirements.lock")
+        else:
+            lock.unlink()
 
 
 def write_local_env():
@@ -40,6 +49,7 @@ def main():
         remove(DOCKER_FILES)
     if not INCLUDE_DEMO_ENDPOINTS:
         remove(DEMO_FILES)
+    keep_lock_of_chosen_driver()
     write_local_env()
     print(
         f"\n{PROJECT_SLUG} is ready. Next steps:\n"

@@ -1,0 +1,51 @@
+"""Sessions of the template repository. `nox -l` lists them.
+
+- tests: the template's own test suite (bakes, hooks, generated projects, presets).
+- demo:  bake the default project and exercise it, as a new user would.
+- lock:  re-lock the generated project's runtime dependencies.
+"""
+
+import shutil
+from pathlib import Path
+
+import nox
+
+TEMPLATE_PROJECT = Path(__file__).parent / "{{cookiecutter.project_slug}}"
+PROJECT_DIST_NAME = "{{ cookiecutter.project_slug.replace('_', '-') }}"
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests"]
+
+
+@nox.session
+def tests(session):
+    """Run the template's tests; pass pytest options after `--`."""
+    session.install("-r", "tests/requirements.txt")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lock(session):
+    """Re-lock the generated project's runtime dependencies, one lock per database driver."""
+    session.install("-r", "tests/requirements.txt")
+    tmp = Path(session.create_tmp())
+    for driver in ("psycopg", "psycopg2"):
+        project = tmp / driver
+        shutil.rmtree(project, ignore_errors=True)
+        session.run(
+            "cookiecutter", ".", "--no-input", "-o", str(project), f"database_driver={driver}"
+        )
+        lock_file = TEMPLATE_PROJECT / f"requirements-{driver}.lock"
+        with session.chdir(project / "my_service"):
+            session.run(
+                "uv", "pip", "compile", "pyproject.toml", "--universal",
+                "--python-version", "3.11", "--quiet", "--custom-compile-command",
+                "uv pip compile pyproject.toml --universal --python-version 3.11 "
+                "-o requirements.lock",
+                "-o", str(lock_file),
+            )
+        # The lock is rendered with the project: name the baked project, not my-service.
+        lock_file.write_text(
+            lock_file.read_text().replace("my-service (", f"{PROJECT_DIST_NAME} (")
+        )
