@@ -26,6 +26,20 @@ def tests(session):
 
 
 @nox.session
+def demo(session):
+    """Bake the default project into demo-output/ and run its own sessions, as a user would."""
+    session.install("-r", "tests/requirements.txt", "nox[uv]")
+    output = Path("demo-output")
+    shutil.rmtree(output / "my_service", ignore_errors=True)
+    session.run("cookiecutter", ".", "--no-input", "-o", str(output))
+    # stderr=None: the script's notes reach the terminal, only the URL is captured.
+    database_url = session.run("python", "tools/demo_database.py", silent=True, stderr=None)
+    env = {"DATABASE_URL": database_url.strip()} if database_url.strip() else {}
+    with session.chdir(output / "my_service"):
+        session.run("nox", "-s", "lint", "tests", "smoke", env=env)
+
+
+@nox.session
 def lock(session):
     """Re-lock the generated project's runtime dependencies, one lock per database driver."""
     session.install("-r", "tests/requirements.txt")

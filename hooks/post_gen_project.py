@@ -10,7 +10,7 @@ USE_DOCKER = {{ "True" if cookiecutter.use_docker else "False" }}
 INCLUDE_DEMO_ENDPOINTS = {{ "True" if cookiecutter.include_demo_endpoints else "False" }}
 
 DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
-DEMO_FILES = [f"{PROJECT_SLUG}/demo", "tests/test_demo.py"]
+DEMO_FILES = [f"{PROJECT_SLUG}/demo", "tests/test_demo.py", "loadtest"]
 
 
 def remove(relative_paths):

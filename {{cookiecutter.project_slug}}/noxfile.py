@@ -23,3 +23,12 @@ def lint(session):
 {%- if cookiecutter.use_docker %}
     session.run("hadolint", "Dockerfile")
 {%- endif %}
+{%- if cookiecutter.include_demo_endpoints %}
+
+
+@nox.session
+def smoke(session):
+    """Boot every gunicorn preset and call each endpoint once."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "loadtest.smoke")
+{%- endif %}

@@ -1,0 +1,1 @@
+"""Run the gunicorn presets as real processes and measure them."""
