@@ -10,6 +10,7 @@ USE_DOCKER = {{ "True" if cookiecutter.use_docker else "False" }}
 INCLUDE_DEMO_ENDPOINTS = {{ "True" if cookiecutter.include_demo_endpoints else "False" }}
 
 DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
+PSYCOPG2_FILES = [f"{PROJECT_SLUG}/db/pooled_psycopg2"]
 DEMO_FILES = [f"{PROJECT_SLUG}/demo", "tests/test_demo.py", "loadtest"]
 
 
@@ -49,6 +50,8 @@ def main():
         remove(DOCKER_FILES)
     if not INCLUDE_DEMO_ENDPOINTS:
         remove(DEMO_FILES)
+    if DATABASE_DRIVER != "psycopg2":
+        remove(PSYCOPG2_FILES)
     keep_lock_of_chosen_driver()
     write_local_env()
     print(

@@ -75,6 +75,8 @@ MIDDLEWARE = [
     # First, so probes skip host validation and the HTTPS redirect: orchestrators
     # call them by IP over plain HTTP.
     "{{ cookiecutter.project_slug }}.probes.ProbeMiddleware",
+    # A database that is down or a pool that is exhausted is a 503, not a 500.
+    "{{ cookiecutter.project_slug }}.db.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

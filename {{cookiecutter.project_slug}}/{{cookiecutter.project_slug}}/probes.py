@@ -13,6 +13,8 @@ the HTTPS redirect, and keeps them cheap: no session, no CSRF, no URL routing.
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 
+from .db.middleware import database_unavailable_response
+
 
 def healthz():
     return JsonResponse({"status": "ok"})
@@ -23,10 +25,7 @@ def readyz():
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return JsonResponse(
-            {"status": "unavailable", "reason": f"database: {reason}"[:200]}, status=503
-        )
+        return database_unavailable_response(exc)
     return JsonResponse({"status": "ok"})
 
 
