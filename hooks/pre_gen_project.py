@@ -28,14 +28,16 @@ HINTS = {
     "uvicorn": "the asgi preset runs gunicorn's own ASGI worker",
 }
 
-# Import names the generated project depends on or defines itself. A package
-# with one of these names would shadow it (or be shadowed) on sys.path.
+# Import names (and top-level folders) the generated project depends on or defines
+# itself. A package with one of these names would shadow it (or be shadowed) on sys.path.
 TAKEN_NAMES = {
-    "config", "manage", "tests",
+    "config", "manage", "tests", "loadtest", "staticfiles",
     "django", "gunicorn", "gevent", "greenlet", "psycopg", "psycopg2", "psycopg_pool",
     "psycogreen", "environs", "marshmallow", "dotenv", "dj_database_url", "whitenoise",
     "pytest", "pytest_django", "nox", "locust", "ruff",
 }
+# sys.stdlib_module_names leaves out the standard library's own `test` package.
+STDLIB_NAMES = sys.stdlib_module_names | {"test"}
 SLUG_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 UNSAFE_NAME_CHARACTERS = set("\"'\\`{}%")
@@ -52,7 +54,7 @@ def slug_problem(slug):
         )
     if keyword.iskeyword(slug):
         return f"project_slug {slug!r} is a Python keyword: try '{slug}_service'"
-    if slug in TAKEN_NAMES or slug in sys.stdlib_module_names:
+    if slug in TAKEN_NAMES or slug in STDLIB_NAMES:
         return (
             f"project_slug {slug!r} would shadow the module of the same name "
             f"(standard library, a dependency, or the project's own): try '{slug}_service'"

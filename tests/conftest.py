@@ -2,8 +2,14 @@
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +74,16 @@ def installed_project(tmp_path_factory):
             python = answers.get("python_version", "3.11")
             subprocess.run([uv, "venv", "--quiet", "--python", python, str(venv)], check=True)
             subprocess.run(
-                [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                 "-e", f"{project}[dev]"],
+                [
+                    uv,
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--python",
+                    str(venv / "bin" / "python"),
+                    "-e",
+                    f"{project}[dev]",
+                ],
                 check=True,
             )
             cache[key] = InstalledProject(path=project, venv=venv)
@@ -99,3 +113,103 @@ def database_url(postgres_admin):
     postgres_admin.execute(f'CREATE DATABASE "{name}"')
     yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     postgres_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port():
+    """A TCP port nothing listens on now (the server binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_pids(pid):
+    """The processes whose parent is `pid`, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@dataclass
+class RunningServer:
+    """A server process started by `running_server`; `returncode` is set once it stopped."""
+
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+    returncode: int | None = None
+    stop_seconds: float | None = None
+
+    @property
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def workers(self):
+        return child_pids(self.process.pid)
+
+    def get(self, path, headers=None, timeout=10):
+        """(status, headers, body) of a GET, error statuses included."""
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read()
+
+
+@pytest.fixture
+def running_server(tmp_path):
+    """Context manager factory: run `args` in `cwd` until `ready_path` answers 200 on `port`.
+
+    Yields a RunningServer; on exit sends SIGTERM and waits up to `stop_timeout`
+    seconds, recording the exit status (None if it had to be killed) and how long
+    the shutdown took.
+    """
+
+    @contextmanager
+    def start(args, *, cwd, env, port, ready_path="/healthz", ready_timeout=60, stop_timeout=30):
+        log_path = tmp_path / f"server-{port}.log"
+        with log_path.open("w") as log:
+            # A session of its own: on timeout its whole process group (workers too) is killed.
+            process = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
+        try:
+            deadline = time.monotonic() + ready_timeout
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"server exited with {process.returncode}:\n{server.log}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{ready_path} did not answer in {ready_timeout} s:\n{server.log}")
+                try:
+                    if server.get(ready_path, timeout=1)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            yield server
+        finally:
+            if process.poll() is None:
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                try:
+                    server.returncode = process.wait(timeout=stop_timeout)
+                    server.stop_seconds = time.monotonic() - started
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+            else:
+                server.returncode = process.returncode
+
+    return start

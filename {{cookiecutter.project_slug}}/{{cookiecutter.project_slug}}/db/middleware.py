@@ -35,6 +35,8 @@ def short_reason(exception):
 
 
 def database_unavailable_response(exception):
-    response = JsonResponse({"status": "unavailable", "reason": short_reason(exception)}, status=503)
+    response = JsonResponse(
+        {"status": "unavailable", "reason": short_reason(exception)}, status=503
+    )
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

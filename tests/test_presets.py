@@ -1,0 +1,365 @@
+"""The gunicorn presets as real processes: boot, serve, size, refuse bad values, stop.
+
+Everything runs in the default project, installed once (conftest's `installed_project`),
+against the local PostgreSQL, each server on a free port.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+
+import pytest
+from conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+PRESETS = ("sync", "gthread", "gevent", "asgi")
+# Read by settings or presets; none may leak in from the shell running the template's tests.
+PROJECT_VARIABLES = (
+    "DJANGO_",
+    "DATABASE_URL",
+    "GUNICORN_",
+    "WEB_CONCURRENCY",
+    "PORT",
+    "FORWARDED_ALLOW_IPS",
+)
+
+
+@pytest.fixture(scope="module")
+def project(installed_project):
+    """The default project, its static files collected as the Dockerfile does."""
+    project = installed_project()
+    collected = run(project, project.bin("python"), "manage.py", "collectstatic", "--noinput")
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    return project
+
+
+def environment(project, **overrides):
+    """A clean environment for the project: its venv first on PATH, production settings."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(PROJECT_VARIABLES) and key != "VIRTUAL_ENV"
+    }
+    env["PATH"] = f"{project.venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    env.update(DJANGO_SECRET_KEY=secrets.token_urlsafe(50), DJANGO_DEBUG="false")
+    env.update(overrides)
+    return env
+
+
+def run(project, *args, timeout=120, **env):
+    return subprocess.run(
+        args,
+        cwd=project.path,
+        env=environment(project, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def launcher(project):
+    return [project.bin("python"), "-m", "config.gunicorn"]
+
+
+def preset_file(project, preset):
+    return [project.bin("gunicorn"), "-c", f"config/gunicorn/{preset}.py"]
+
+
+def serve(running_server, project, args, **env):
+    port = free_port()
+    return running_server(
+        args, cwd=project.path, env=environment(project, PORT=str(port), **env), port=port
+    )
+
+
+def wait_for_workers(server, expected, timeout=15):
+    """The master's children once their number is `expected` (or after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while len(server.workers()) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return server.workers()
+
+
+def startup_line(log):
+    lines = [line for line in log.splitlines() if "] Preset " in line]
+    assert len(lines) == 1, log
+    return lines[0]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_check_config_passes(project, preset):
+    result = run(project, *preset_file(project, preset), "--check-config")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def open_connections(postgres_admin, database_url, expected, timeout=5):
+    """Connections to the test database once there are `expected` (or after `timeout`)."""
+    name = database_url.rsplit("/", 1)[1]
+    deadline = time.monotonic() + timeout
+    while True:
+        (count,) = postgres_admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name]
+        ).fetchone()
+        if count == expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.1)
+
+
+# Connections left open after one /readyz: persistent (CONN_MAX_AGE) under sync and
+# gthread, closed at the end of the request under gevent and asgi (see their raw_env).
+KEPT_CONNECTIONS = {"sync": 1, "gthread": 1, "gevent": 0, "asgi": 0}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_serves_probes_and_static_files_then_stops_cleanly(
+    project, running_server, database_url, postgres_admin, preset
+):
+    with serve(
+        running_server,
+        project,
+        launcher(project),
+        GUNICORN_PRESET=preset,
+        DATABASE_URL=database_url,
+    ) as server:
+        assert server.get("/healthz")[0] == 200
+        assert server.get("/readyz")[0] == 200
+        kept = KEPT_CONNECTIONS[preset]
+        assert open_connections(postgres_admin, database_url, kept) == kept
+        # From a trusted proxy (127.0.0.1), X-Forwarded-Proto makes the request secure: no
+        # redirect to HTTPS, and WhiteNoise serves the admin's CSS.
+        status, headers, body = server.get(
+            "/static/admin/css/base.css", headers={"X-Forwarded-Proto": "https"}
+        )
+        assert status == 200, server.log
+        assert headers["Content-Type"].startswith("text/css")
+        assert b"body" in body
+        line = startup_line(server.log)
+    assert server.returncode == 0, server.log
+    assert server.stop_seconds < 15
+    assert f"Using worker: {preset}" in server.log
+    assert f"Preset {preset}: " in line
+    assert re.search(r"; CPU budget \d+ \(", line), line
+    log = server.log
+    if preset == "asgi":
+        # Known, and in the preset's docstring: WhiteNoise's responses are sync iterators.
+        log = log.replace("Warning: StreamingHttpResponse must consume synchronous iterators", "")
+    for problem in ("Traceback", "[ERROR]", "[WARNING]", "[CRITICAL]", "Warning:"):
+        assert problem not in log, server.log
+    assert "Shutting down: Master" in server.log
+
+
+def test_sync_on_one_cpu_forks_three_workers(project, running_server):
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        pytest.skip("taskset is not installed (util-linux)")
+    args = [taskset, "-c", "0", *launcher(project)]
+    with serve(running_server, project, args, GUNICORN_PRESET="sync") as server:
+        workers = wait_for_workers(server, 3)
+        time.sleep(1)  # and no more arrive
+        assert len(server.workers()) == len(workers) == 3, server.log
+        line = startup_line(server.log)
+    assert "3 workers (2 x CPUs + 1)" in line
+    assert "CPU budget 1 (CPU affinity)" in line
+    assert server.returncode == 0, server.log
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ([], {"WEB_CONCURRENCY": "2"}, r"2 workers \(WEB_CONCURRENCY\)"),
+        (["--workers", "2"], {}, r"2 workers \(gunicorn option\)"),
+        ([], {"GUNICORN_CMD_ARGS": "--workers 2"}, r"2 workers \(gunicorn option\)"),
+        (
+            [],
+            {"GUNICORN_MAX_WORKERS": "2"},
+            r"2 workers \(2 x CPUs \+ 1 = \d+, capped by GUNICORN_MAX_WORKERS\)",
+        ),
+    ],
+    ids=["WEB_CONCURRENCY", "command line", "GUNICORN_CMD_ARGS", "GUNICORN_MAX_WORKERS"],
+)
+def test_workers_can_be_set_or_capped(project, running_server, args, env, expected):
+    # The sync preset alone would start 2 x CPUs + 1 >= 3 workers.
+    command = [*preset_file(project, "sync"), *args]
+    with serve(running_server, project, command, **env) as server:
+        workers = wait_for_workers(server, 2)
+        time.sleep(1)
+        assert len(server.workers()) == len(workers) == 2, server.log
+        line = startup_line(server.log)
+    assert re.search(expected, line), line
+    assert server.returncode == 0, server.log
+
+
+def test_gunicorn_options_override_the_preset(project, running_server):
+    args = [*launcher(project), "--threads", "3", "--keep-alive", "5", "--timeout", "7"]
+    with serve(
+        running_server, project, args, GUNICORN_PRESET="gthread", GUNICORN_THREADS="6"
+    ) as server:
+        line = startup_line(server.log)
+    assert "3 threads" in line
+    assert "keep-alive 5 s" in line
+    assert "timeout 7 s" in line
+
+
+BAD_NUMBERS = {
+    "PORT": "use 1 to 65535",
+    "WEB_CONCURRENCY": "use 1 to 16 (GUNICORN_MAX_WORKERS)",
+    "GUNICORN_MAX_WORKERS": "use 1 to 256",
+    "GUNICORN_THREADS": "use 1 to 64",
+    "GUNICORN_WORKER_CONNECTIONS": "use 1 to 10000",
+    "GUNICORN_TIMEOUT": "use 1 to 3600",
+}
+BAD_VALUES = [
+    (name, value, f"{name}={value!r} {problem}: {allowed}")
+    for name, allowed in BAD_NUMBERS.items()
+    for value, problem in (
+        ("abc", "is not a whole number"),
+        ("0", "is out of range"),
+        ("-3", "is out of range"),
+        ("1000000", "is out of range"),
+    )
+] + [
+    (
+        "FORWARDED_ALLOW_IPS",
+        "10.0.0.300",
+        "FORWARDED_ALLOW_IPS='10.0.0.300' is not a list of IP addresses or networks: "
+        "use e.g. 10.0.0.0/8,127.0.0.1, or * to trust any client",
+    ),
+]
+
+
+def assert_one_line(result, expected):
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.strip() == expected
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), BAD_VALUES)
+def test_bad_value_stops_the_launcher_with_one_line(project, name, value, expected):
+    result = run(project, *launcher(project), timeout=30, **{name: value})
+    assert_one_line(result, expected)
+
+
+# Upstream limits: gunicorn checks these itself, before it reads any config file, so
+# `gunicorn -c` answers with gunicorn's words. The launcher is the way around them.
+GUNICORN_OWN_ANSWERS = {
+    ("WEB_CONCURRENCY", "abc"): "ValueError: invalid literal for int() with base 10: 'abc'",
+    ("WEB_CONCURRENCY", "-3"): "Error: Value must be positive: -3",
+    ("FORWARDED_ALLOW_IPS", "10.0.0.300"): (
+        "Error: '10.0.0.300' does not appear to be an IPv4 or IPv6 network"
+    ),
+}
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), BAD_VALUES)
+def test_bad_value_stops_gunicorn_with_one_line(project, name, value, expected):
+    result = run(project, *preset_file(project, "gthread"), timeout=30, **{name: value})
+    if (name, value) == ("WEB_CONCURRENCY", "abc"):
+        assert result.returncode == 1
+        assert result.stderr.strip().endswith(GUNICORN_OWN_ANSWERS[name, value])
+        assert "Traceback" in result.stderr
+    else:
+        assert_one_line(result, GUNICORN_OWN_ANSWERS.get((name, value), expected))
+
+
+def test_unknown_preset_is_refused_with_the_choices(project):
+    result = run(project, *launcher(project), GUNICORN_PRESET="eventlet")
+    assert_one_line(
+        result,
+        "GUNICORN_PRESET='eventlet' is not a preset (gunicorn 26 removed the eventlet worker): "
+        "use sync, gthread, gevent, asgi",
+    )
+
+
+@pytest.mark.parametrize("command", ["launcher", "preset file"])
+def test_bad_django_settings_stop_the_master_before_any_worker(project, command):
+    args = launcher(project) if command == "launcher" else preset_file(project, "gevent")
+    result = run(project, *args, DJANGO_SECRET_KEY="")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Configuration error: DJANGO_SECRET_KEY is not set")
+    assert "Booting worker" not in result.stdout + result.stderr
+
+
+def test_control_socket_is_off_unless_a_path_is_given(project, running_server, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with serve(running_server, project, launcher(project), HOME=str(home)) as server:
+        pass
+    assert not (home / ".gunicorn").exists()
+    assert "Control socket" not in server.log
+
+    socket_path = tmp_path / "gunicorn.ctl"
+    with serve(
+        running_server, project, launcher(project), GUNICORN_CONTROL_SOCKET=str(socket_path)
+    ) as server:
+        deadline = time.monotonic() + 10
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert socket_path.is_socket(), server.log
+    assert f"Control socket listening at {socket_path}" in server.log
+
+
+def test_healthcheck_module(project, running_server):
+    port = free_port()
+    down = run(project, project.bin("python"), "-m", "config.gunicorn.healthcheck", PORT=str(port))
+    assert down.returncode == 1
+    assert down.stderr.strip().startswith(f"unhealthy: http://127.0.0.1:{port}/healthz: ")
+    with serve(running_server, project, launcher(project)) as server:
+        port = server.url.rsplit(":", 1)[1]
+        up = run(project, project.bin("python"), "-m", "config.gunicorn.healthcheck", PORT=port)
+        assert up.returncode == 0, up.stderr
+
+
+def test_a_copied_preset_serves_a_bare_django_project(project, running_server, tmp_path):
+    """What the project README tells an existing project to do, done to `startproject`."""
+    site = tmp_path / "mysite"
+    site.mkdir()
+    started = run(project, project.bin("django-admin"), "startproject", "mysite", str(site))
+    assert started.returncode == 0, started.stderr
+    # The preset, and the three modules every preset imports; no __init__.py is needed.
+    (site / "config" / "gunicorn").mkdir(parents=True)
+    for name in ("gthread.py", "common.py", "cpu.py", "environment.py"):
+        shutil.copy(project.path / "config" / "gunicorn" / name, site / "config" / "gunicorn")
+    common = site / "config" / "gunicorn" / "common.py"
+    original = 'DJANGO_PROJECT = "config"\n'
+    assert common.read_text().count(original) == 1
+    common.write_text(common.read_text().replace(original, 'DJANGO_PROJECT = "mysite"\n'))
+
+    port = free_port()
+    with running_server(
+        [project.bin("gunicorn"), "-c", "config/gunicorn/gthread.py"],
+        cwd=site,
+        env=environment(project, PORT=str(port)),
+        port=port,
+        ready_path="/admin/login/",  # a bare project has no probes: its one page
+    ) as server:
+        status, _, body = server.get("/admin/login/")
+        assert status == 200, server.log
+        assert b"Django administration" in body
+        line = startup_line(server.log)
+    assert "Preset gthread: " in line
+    assert server.returncode == 0, server.log
+    assert "Traceback" not in server.log
+
+
+def test_start_up_line_names_every_sizing_input(project, running_server):
+    with serve(
+        running_server,
+        project,
+        launcher(project),
+        GUNICORN_PRESET="gevent",
+        GUNICORN_WORKER_CONNECTIONS="50",
+        GUNICORN_TIMEOUT="45",
+    ) as server:
+        line = startup_line(server.log)
+    assert re.search(
+        r"Preset gevent: \d+ workers \(CPUs\), 50 connections each; keep-alive 75 s; "
+        r"timeout 45 s; CPU budget \d+ \(",
+        line,
+    ), line

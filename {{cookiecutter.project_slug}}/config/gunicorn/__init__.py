@@ -1,0 +1,1 @@
+"""Gunicorn presets, one per worker model: `python -m config.gunicorn` starts one."""

@@ -1,0 +1,59 @@
+"""asgi: gunicorn's own ASGI worker, one asyncio event loop per CPU.
+
+For: async views (async def) and streaming responses. Django runs sync views and
+sync middleware under ASGI in a thread per request, one extra hop each: for a
+service whose views are sync, gthread does the same work faster (on 2 CPUs,
+100 clients on /demo/io?ms=50: 250 to 320 requests/s here, gthread 457).
+
+gunicorn's worker (stable since gunicorn 25.1) rather than uvicorn-worker: no
+extra dependency, and the same settings, signals and logs as the other presets.
+Neither limits connections per worker (worker_connections is ignored).
+
+Sizing: one worker per CPU: one event loop uses one CPU at most.
+
+Cost: 2 CPUs: 2 processes (60 MB each here), and no limit on requests in
+flight: each one running sync code holds a thread, each one querying the
+database a connection, so a burst can exceed PostgreSQL's max_connections.
+Limit concurrency at the load balancer. Persistent connections are off
+(raw_env below; in another project, set CONN_MAX_AGE = 0 in its settings):
+Django's docs say to disable them under ASGI, and with them on, 50 clients on
+/demo/db ran PostgreSQL out of connections in 5 s here.
+
+Traps:
+- Blocking calls inside async views stall the whole loop; `timeout`
+  (GUNICORN_TIMEOUT) kills a worker whose loop has not come back for that long.
+  It does not bound a request.
+- Django has no ASGI lifespan support: lifespan is off, not probed at each boot.
+- WhiteNoise answers with sync iterators, which Django serves through a thread
+  and warns about once per worker: put static files behind a CDN or the proxy.
+- Keep-alive is 75 s, longer than the load balancer's idle timeout: see
+  gevent.py.
+"""
+
+from config.gunicorn import common
+from config.gunicorn.common import (  # noqa: F401 - gunicorn reads these module-level names
+    access_log_format,
+    accesslog,
+    bind,
+    control_socket,
+    control_socket_disable,
+    forwarded_allow_ips,
+    graceful_timeout,
+    limit_request_field_size,
+    limit_request_fields,
+    limit_request_line,
+    max_requests,
+    max_requests_jitter,
+    timeout,
+    worker_tmp_dir,
+)
+
+worker_class = "asgi"
+wsgi_app = f"{common.DJANGO_PROJECT}.asgi:application"
+workers, workers_from = common.size_workers(common.cpu.cpus, "CPUs")
+asgi_lifespan = "off"
+keepalive = 75
+# As in sync.py: fork from a master that has imported Django already.
+preload_app = True
+raw_env = ["DJANGO_CONN_MAX_AGE=0"]
+when_ready = common.log_startup("asgi", workers, workers_from)

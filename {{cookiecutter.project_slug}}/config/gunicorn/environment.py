@@ -1,0 +1,96 @@
+"""The environment variables that size and place the gunicorn presets, checked.
+
+    PORT                         listen on 0.0.0.0:PORT; 1 to 65535, default 8000
+    WEB_CONCURRENCY              workers, instead of the preset's sizing from the CPU
+                                 budget; 1 to GUNICORN_MAX_WORKERS
+    GUNICORN_MAX_WORKERS         cap on workers, sized or set; 1 to 256, default 16
+    GUNICORN_THREADS             threads per gthread worker; 1 to 64
+    GUNICORN_WORKER_CONNECTIONS  connections per gthread or gevent worker; 1 to 10000
+    GUNICORN_TIMEOUT             seconds before a silent worker is killed; 1 to 3600,
+                                 default 30 (what "silent" means depends on the preset)
+    FORWARDED_ALLOW_IPS          proxies trusted for X-Forwarded-Proto/-For: IPs or
+                                 networks, comma-separated, or * for any; default
+                                 127.0.0.1,::1
+    GUNICORN_CONTROL_SOCKET      path of the control socket for `gunicornc`; default none
+
+Unset or empty means the default. Any other value outside its range stops
+start-up with one line that names the variable, the value and what is allowed.
+This module only reads: it is shared by the presets and by `python -m
+config.gunicorn`, which checks the environment before gunicorn starts.
+"""
+
+import ipaddress
+import os
+from dataclasses import dataclass
+
+DEFAULT_PORT = 8000
+DEFAULT_MAX_WORKERS = 16  # about 1 GB of Django processes; raise it on purpose, not by accident
+DEFAULT_TIMEOUT = 30
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"  # a proxy on this host only; never * by default
+
+
+class BadSetting(ValueError):
+    """An environment variable gunicorn must not start with; str() is the one-line message."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    port: int
+    max_workers: int
+    timeout: int
+    workers: int | None  # None: the preset sizes it
+    threads: int | None
+    worker_connections: int | None
+    forwarded_allow_ips: str
+    control_socket: str | None
+
+
+def whole_number(environ, name, low, high, default=None, limit_from=None):
+    """`environ[name]` as an int from `low` to `high`, or `default` when unset or empty."""
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return default
+    allowed = f"use {low} to {high}" + (f" ({limit_from})" if limit_from else "")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadSetting(f"{name}={raw!r} is not a whole number: {allowed}") from None
+    if not low <= value <= high:
+        raise BadSetting(f"{name}={raw!r} is out of range: {allowed}")
+    return value
+
+
+def ip_networks(environ, name, default):
+    """`environ[name]` as comma-separated IP addresses or networks (or *), else `default`."""
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        for item in (item.strip() for item in raw.split(",")):
+            if item and item != "*":
+                ipaddress.ip_network(item)
+    except ValueError:
+        raise BadSetting(
+            f"{name}={raw!r} is not a list of IP addresses or networks: "
+            "use e.g. 10.0.0.0/8,127.0.0.1, or * to trust any client"
+        ) from None
+    return raw
+
+
+def read_environment(environ=os.environ):
+    """Every variable above, checked; raises BadSetting for the first bad one."""
+    max_workers = whole_number(environ, "GUNICORN_MAX_WORKERS", 1, 256, DEFAULT_MAX_WORKERS)
+    return Environment(
+        port=whole_number(environ, "PORT", 1, 65535, DEFAULT_PORT),
+        max_workers=max_workers,
+        timeout=whole_number(environ, "GUNICORN_TIMEOUT", 1, 3600, DEFAULT_TIMEOUT),
+        workers=whole_number(
+            environ, "WEB_CONCURRENCY", 1, max_workers, limit_from="GUNICORN_MAX_WORKERS"
+        ),
+        threads=whole_number(environ, "GUNICORN_THREADS", 1, 64),
+        worker_connections=whole_number(environ, "GUNICORN_WORKER_CONNECTIONS", 1, 10_000),
+        forwarded_allow_ips=ip_networks(
+            environ, "FORWARDED_ALLOW_IPS", DEFAULT_FORWARDED_ALLOW_IPS
+        ),
+        control_socket=environ.get("GUNICORN_CONTROL_SOCKET", "").strip() or None,
+    )

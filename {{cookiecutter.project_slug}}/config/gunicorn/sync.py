@@ -1,0 +1,49 @@
+"""sync: one request at a time per process.
+
+For: views that keep the CPU busy (rendering, serialising, computing), and code
+that is not safe to run in threads. A sync worker waiting on the database or
+another service does nothing else meanwhile: for I/O-bound views use gthread.
+
+Sizing: 2 x CPUs + 1 workers, gunicorn's own rule: one per CPU keeps every CPU
+busy, as many again fill the time workers spend waiting on I/O, and a budget of
+1 CPU still gets 3. CPUs = the CPU budget (affinity, cgroup quota; see cpu.py).
+
+Cost: one Django process per worker (50 to 60 MB each here) and at most one
+database connection each. 2 CPUs: 5 workers, 5 requests at a time, 5
+connections; the next request waits in the listen backlog. Measured on 2 CPUs,
+100 clients on /demo/io?ms=50: 96 requests/s, the bound of 5 x 20.
+
+Traps:
+- `timeout` is the longest a request may run: past GUNICORN_TIMEOUT (30 s) the
+  worker is killed mid-request and the client gets a 502 from the proxy.
+- No keep-alive: the sync worker closes the connection after each response.
+- A slow client ties up a whole worker: keep a buffering proxy or load balancer
+  in front, as gunicorn expects.
+"""
+
+from config.gunicorn import common
+from config.gunicorn.common import (  # noqa: F401 - gunicorn reads these module-level names
+    access_log_format,
+    accesslog,
+    bind,
+    control_socket,
+    control_socket_disable,
+    forwarded_allow_ips,
+    graceful_timeout,
+    limit_request_field_size,
+    limit_request_fields,
+    limit_request_line,
+    max_requests,
+    max_requests_jitter,
+    timeout,
+    worker_tmp_dir,
+    wsgi_app,
+)
+
+worker_class = "sync"
+workers, workers_from = common.size_workers(2 * common.cpu.cpus + 1, "2 x CPUs + 1")
+# Import Django once in the master, then fork: workers boot in milliseconds (so
+# max_requests restarts are cheap) and share the imported code's memory pages.
+# Nothing may connect to the database at import: the workers would share the socket.
+preload_app = True
+when_ready = common.log_startup("sync", workers, workers_from)
