@@ -261,10 +261,6 @@ def test_python_version_everywhere_it_is_recorded(baked):
 
 def test_worker_model_is_the_default_preset(baked):
     answers, project = baked
-    example = (project / ".env.example").read_text(encoding="utf-8")
-    assert re.findall(r"^GUNICORN_PRESET=(.*)$", example, flags=re.MULTILINE) == [
-        answers["worker_model"]
-    ]
     launcher = (project / "config/gunicorn/__main__.py").read_text(encoding="utf-8")
     assert re.findall(r'^DEFAULT_PRESET = "(\w+)"', launcher, flags=re.MULTILINE) == [
         answers["worker_model"]
