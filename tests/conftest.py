@@ -1,5 +1,6 @@
 """Fixtures shared by the template's tests: baking, installing, PostgreSQL."""
 
+import json
 import os
 import shutil
 import signal
@@ -29,6 +30,21 @@ def bake(output_dir, **answers):
         str(TEMPLATE_DIR), no_input=True, extra_context=answers, output_dir=str(output_dir)
     )
     return Path(project)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cookiecutter_config(tmp_path_factory):
+    """Bake with cookiecutter's defaults: no ~/.cookiecutterrc answers, no replay files in ~."""
+    home = tmp_path_factory.mktemp("cookiecutter-home")
+    config = home / "config.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {json.dumps(str(home / 'cookiecutters'))}\n"
+        f"replay_dir: {json.dumps(str(home / 'replay'))}\n",
+        encoding="utf-8",
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COOKIECUTTER_CONFIG", str(config))
+        yield
 
 
 @dataclass(frozen=True)

@@ -84,21 +84,6 @@ GITHUB_EXPRESSION = re.compile(r"\$\{\{ [^{}]+? \}\}")
 RUFF = [sys.executable, "-m", "ruff"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cookiecutter_config(tmp_path_factory):
-    """Bake with cookiecutter's defaults: no ~/.cookiecutterrc answers, no replay files in ~."""
-    home = tmp_path_factory.mktemp("cookiecutter-home")
-    config = home / "config.yaml"
-    config.write_text(
-        f"cookiecutters_dir: {json.dumps(str(home / 'cookiecutters'))}\n"
-        f"replay_dir: {json.dumps(str(home / 'replay'))}\n",
-        encoding="utf-8",
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COOKIECUTTER_CONFIG", str(config))
-        yield
-
-
 @pytest.fixture(scope="module", params=COMBINATIONS, ids=combination_id)
 def baked(request, tmp_path_factory):
     """(answers, project folder) for one combination, baked once for all the checks below."""

@@ -106,21 +106,6 @@ BAD_ANSWERS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cookiecutter_config(tmp_path_factory):
-    """Bake with cookiecutter's defaults: no ~/.cookiecutterrc answers, no replay files in ~."""
-    home = tmp_path_factory.mktemp("cookiecutter-home")
-    config = home / "config.yaml"
-    config.write_text(
-        f"cookiecutters_dir: {json.dumps(str(home / 'cookiecutters'))}\n"
-        f"replay_dir: {json.dumps(str(home / 'replay'))}\n",
-        encoding="utf-8",
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COOKIECUTTER_CONFIG", str(config))
-        yield
-
-
 def run_cookiecutter(tmp_path, *args):
     """The CLI with a private home (no user config, replay files land in tmp_path).
 
