@@ -149,6 +149,7 @@ def test_environment_defaults():
     assert (env.workers, env.threads, env.worker_connections) == (None, None, None)
     assert env.forwarded_allow_ips == "127.0.0.1,::1"
     assert env.control_socket is None
+    assert env.database_connection_budget == 40
 
 
 def test_environment_values():
@@ -162,12 +163,14 @@ def test_environment_values():
             "GUNICORN_TIMEOUT": "60",
             "FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.168.1.7",
             "GUNICORN_CONTROL_SOCKET": "/run/gunicorn.ctl",
+            "DATABASE_CONNECTION_BUDGET": "120",
         }
     )
     assert (env.port, env.max_workers, env.workers, env.timeout) == (9000, 4, 4, 60)
     assert (env.threads, env.worker_connections) == (16, 500)
     assert env.forwarded_allow_ips == "10.0.0.0/8, 192.168.1.7"
     assert env.control_socket == "/run/gunicorn.ctl"
+    assert env.database_connection_budget == 120
 
 
 def test_empty_values_mean_the_default():
@@ -186,6 +189,7 @@ NUMBERS = {
     "GUNICORN_THREADS": "use 1 to 64",
     "GUNICORN_WORKER_CONNECTIONS": "use 1 to 10000",
     "GUNICORN_TIMEOUT": "use 1 to 3600",
+    "DATABASE_CONNECTION_BUDGET": "use 1 to 10000",
 }
 
 

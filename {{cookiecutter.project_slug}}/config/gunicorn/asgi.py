@@ -12,12 +12,13 @@ Neither limits connections per worker (worker_connections is ignored).
 Sizing: one worker per CPU: one event loop uses one CPU at most.
 
 Cost: 2 CPUs: 2 processes (60 MB each here), and no limit on requests in
-flight: each one running sync code holds a thread, each one querying the
-database a connection, so a burst can exceed PostgreSQL's max_connections.
-Limit concurrency at the load balancer. Persistent connections are off
-(raw_env below; in another project, set CONN_MAX_AGE = 0 in its settings):
-Django's docs say to disable them under ASGI, and with them on, 50 clients on
-/demo/db ran PostgreSQL out of connections in 5 s here.
+flight: each one running sync code holds a thread. Database connections come
+from a pool per worker, DATABASE_CONNECTION_BUDGET / workers of them (as in
+gevent.py): a request waits for one up to DJANGO_DB_POOL_TIMEOUT, then gets a
+503. CONN_MAX_AGE is 0, as Django's docs ask under ASGI: with persistent
+connections, 50 clients on /demo/db ran PostgreSQL out of connections in 5 s
+here. Limit concurrency at the load balancer all the same: each request in
+flight holds a thread, waiting for a connection or not.
 
 Traps:
 - Blocking calls inside async views stall the whole loop; `timeout`
@@ -44,6 +45,8 @@ from config.gunicorn.common import (  # noqa: F401 - gunicorn reads these module
     limit_request_line,
     max_requests,
     max_requests_jitter,
+    nworkers_changed,
+    post_worker_init,
     timeout,
     worker_tmp_dir,
 )
@@ -55,5 +58,4 @@ asgi_lifespan = "off"
 keepalive = 75
 # As in sync.py: fork from a master that has imported Django already.
 preload_app = True
-raw_env = ["DJANGO_CONN_MAX_AGE=0"]
 when_ready = common.log_startup("asgi", workers, workers_from)

@@ -10,6 +10,10 @@ out of range (see environment.py) or when the Django settings cannot load
 (e.g. no DJANGO_SECRET_KEY in production): otherwise every worker would fail
 to boot with a traceback of its own.
 
+The master also plans the database connections once it knows the final number
+of workers (`nworkers_changed`, below), and each preset's first worker logs
+the warnings of the Django system checks tagged "gunicorn" (`post_worker_init`).
+
 Upstream limit: gunicorn itself reads WEB_CONCURRENCY before it reads this
 file, and a value that is not a number stops it with a traceback. `python -m
 config.gunicorn` checks the environment first and prints one line instead.
@@ -17,6 +21,7 @@ config.gunicorn` checks the environment first and prints one line instead.
 
 import os
 import sys
+from dataclasses import dataclass
 from importlib import import_module
 
 from django.core.exceptions import ImproperlyConfigured
@@ -64,6 +69,107 @@ def size_workers(sized, formula):
     return sized, formula
 
 
+# Worker classes that run many requests at once in a process with nothing else to bound
+# them (greenlets; under ASGI, a thread per request): without a pool, each request in
+# flight could hold a database connection of its own.
+POOLED_WORKER_CLASSES = ("gevent", "asgi")
+
+
+@dataclass(frozen=True)
+class DatabasePlan:
+    """The most PostgreSQL connections the workers can open, and the budget to fit in."""
+
+    worker_class: str
+    workers: int
+    concurrency: int | None  # requests one worker runs at once; None: no limit
+    pool: int | None  # connections in each worker's pool; None: no pool
+    budget: int
+
+    @property
+    def most(self):
+        per_worker = self.concurrency if self.pool is None else self.pool
+        return None if per_worker is None else self.workers * per_worker
+
+    def environ(self):
+        """What workers inherit: the pool for the settings, the facts for the system checks."""
+        exported = {
+            "GUNICORN_WORKER_CLASS": self.worker_class,
+            "GUNICORN_WORKERS": str(self.workers),
+            "GUNICORN_WORKER_CONCURRENCY": str(self.concurrency or ""),
+            "DATABASE_CONNECTION_BUDGET": str(self.budget),
+        }
+        if self.pool is not None:
+            exported["DJANGO_DB_POOL_SIZE"] = str(self.pool)
+        return exported
+
+    def __str__(self):
+        each = f"a pool of {self.pool} per worker" if self.pool else "a connection per thread"
+        most = "no limit" if self.most is None else f"{self.most} at most"
+        return f"database: {each}, {most}; budget {self.budget} (DATABASE_CONNECTION_BUDGET)"
+
+
+def plan_database(cfg, workers, budget):
+    """Pooled worker classes share the budget between workers. The others keep a
+    connection per thread (CONN_MAX_AGE): the system checks compare that with the budget.
+    """
+    concurrency = {"sync": 1, "gthread": cfg.threads, "gevent": cfg.worker_connections}
+    pool = None
+    if cfg.worker_class_str in POOLED_WORKER_CLASSES:
+        pool = budget // workers
+        if pool < 1:
+            raise BadSetting(
+                f"DATABASE_CONNECTION_BUDGET={budget} gives less than one connection to each "
+                f"of the {workers} workers: raise it or lower WEB_CONCURRENCY"
+            )
+    return DatabasePlan(
+        cfg.worker_class_str, workers, concurrency.get(cfg.worker_class_str), pool, budget
+    )
+
+
+def nworkers_changed(server, workers, previous):
+    """Plan the database connections whenever the number of workers is set.
+
+    gunicorn calls this hook after applying the command line and before loading a
+    preloaded app, so the settings see the plan in os.environ, in the master and in the
+    workers forked from it. TTIN/TTOU call it again: workers forked after that get the
+    new share; running ones keep theirs until they are replaced.
+    """
+    if previous is None and server.cfg.worker_class_str == "gevent":
+        monkey = sys.modules["gevent.monkey"]  # gunicorn has imported the worker class
+        if not monkey.is_module_patched("socket"):
+            # -k gevent over another preset: Django would be imported unpatched, and its
+            # connections shared by every greenlet of a worker.
+            sys.exit(
+                "The gevent worker needs the gevent preset, which monkey-patches first: "
+                "GUNICORN_PRESET=gevent, or gunicorn -c config/gunicorn/gevent.py"
+            )
+    try:
+        plan = plan_database(server.cfg, workers, env.database_connection_budget)
+    except BadSetting as exc:
+        if previous is None:
+            sys.exit(str(exc))
+        server.log.error("%s; workers forked from now on keep the previous pool", exc)
+        return
+    os.environ.update(plan.environ())
+    if previous is not None:
+        server.log.info("%s workers: %s", workers, plan)
+
+
+def post_worker_init(worker):
+    """Log what the Django system checks tagged "gunicorn" find, from the first worker only.
+
+    They are this project's checks of database connections (the app's checks.py): run
+    in a worker, they see the settings and the driver as requests will.
+    """
+    if worker.age != 1:
+        return
+    from django.core import checks  # here: the master needs none of Django's checks
+
+    for message in checks.run_checks(tags=["gunicorn"]):
+        log = worker.log.error if message.is_serious() else worker.log.warning
+        log("%s: %s %s", message.id, message.msg, message.hint or "")
+
+
 def log_startup(preset, workers, workers_from):
     """A when_ready hook: the master logs the effective configuration on one line."""
 
@@ -83,12 +189,13 @@ def log_startup(preset, workers, workers_from):
         keepalive_on = cfg.keepalive and cfg.worker_class_str != "sync"
         keepalive = f"{cfg.keepalive} s" if keepalive_on else "off"
         server.log.info(
-            "Preset %s: %s; keep-alive %s; timeout %s s; CPU budget %s",
+            "Preset %s: %s; keep-alive %s; timeout %s s; CPU budget %s; %s",
             preset,
             workers_line,
             keepalive,
             cfg.timeout,
             cpu,
+            plan_database(cfg, cfg.workers, env.database_connection_budget),
         )
 
     return when_ready
@@ -110,8 +217,8 @@ graceful_timeout = 25
 
 # Replace a worker after 10,000 requests, give or take 1,000 so that workers do
 # not restart together: caps slow memory growth (leaks, fragmentation). A new
-# worker forks from a preloaded master in milliseconds; a gevent worker imports
-# Django anew, about a second of CPU: at 1,000 requests/s per worker, that is 10%.
+# worker forks in milliseconds from the master, where every preset has imported
+# Django already (preload_app).
 max_requests = 10_000
 max_requests_jitter = 1_000
 

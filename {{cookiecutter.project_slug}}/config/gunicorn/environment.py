@@ -12,6 +12,8 @@
                                  networks, comma-separated, or * for any; default
                                  127.0.0.1,::1
     GUNICORN_CONTROL_SOCKET      path of the control socket for `gunicornc`; default none
+    DATABASE_CONNECTION_BUDGET   PostgreSQL connections all workers together may open;
+                                 1 to 10000, default 40 (see common.py)
 
 Unset or empty means the default. Any other value outside its range stops
 start-up with one line that names the variable, the value and what is allowed.
@@ -27,6 +29,10 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_WORKERS = 16  # about 1 GB of Django processes; raise it on purpose, not by accident
 DEFAULT_TIMEOUT = 30
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"  # a proxy on this host only; never * by default
+# PostgreSQL allows 100 connections by default (max_connections), 3 of them kept for
+# superusers. A rolling deploy runs the old and the new instance side by side: 2 x 40 = 80,
+# which leaves room for migrations, cron jobs and an admin's psql.
+DEFAULT_DATABASE_CONNECTION_BUDGET = 40
 
 
 class BadSetting(ValueError):
@@ -43,6 +49,7 @@ class Environment:
     worker_connections: int | None
     forwarded_allow_ips: str
     control_socket: str | None
+    database_connection_budget: int
 
 
 def whole_number(environ, name, low, high, default=None, limit_from=None):
@@ -93,4 +100,7 @@ def read_environment(environ=os.environ):
             environ, "FORWARDED_ALLOW_IPS", DEFAULT_FORWARDED_ALLOW_IPS
         ),
         control_socket=environ.get("GUNICORN_CONTROL_SOCKET", "").strip() or None,
+        database_connection_budget=whole_number(
+            environ, "DATABASE_CONNECTION_BUDGET", 1, 10_000, DEFAULT_DATABASE_CONNECTION_BUDGET
+        ),
     )

@@ -11,8 +11,10 @@ the +1 covers a worker that is restarting (max_requests) or busy computing.
 waiting; more threads per process only queue on the GIL.
 
 Cost: 2 CPUs: 3 processes (50 to 60 MB each here), 24 requests at a time, and up
-to 24 database connections (one per thread, kept CONN_MAX_AGE seconds). Measured
-on 2 CPUs, 100 clients on /demo/io?ms=50: 457 requests/s of the 480 bound.
+to 24 database connections (one per thread, kept CONN_MAX_AGE seconds); more
+than DATABASE_CONNECTION_BUDGET (40), and the first worker logs a warning at
+start-up. Measured on 2 CPUs, 100 clients on /demo/io?ms=50: 457 requests/s of
+the 480 bound.
 
 Trap, measured here with gunicorn 27.0.1 (5 workers x 8 threads, 100 keep-alive
 clients, /demo/io?ms=50 for 10 s, bound 780 requests/s): a gthread worker
@@ -49,6 +51,8 @@ from config.gunicorn.common import (  # noqa: F401 - gunicorn reads these module
     limit_request_line,
     max_requests,
     max_requests_jitter,
+    nworkers_changed,
+    post_worker_init,
     timeout,
     worker_tmp_dir,
     wsgi_app,

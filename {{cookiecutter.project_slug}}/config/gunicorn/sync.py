@@ -35,6 +35,8 @@ from config.gunicorn.common import (  # noqa: F401 - gunicorn reads these module
     limit_request_line,
     max_requests,
     max_requests_jitter,
+    nworkers_changed,
+    post_worker_init,
     timeout,
     worker_tmp_dir,
     wsgi_app,

@@ -4,56 +4,96 @@ Django's own pool (OPTIONS["pool"]) needs psycopg 3; this backend gives psycopg2
 the same contract, configured by DATABASES[alias]["POOL"] = {"max_size": N,
 "timeout": seconds}. At most N connections are open per process. A request that
 finds all of them busy waits up to `timeout` seconds, then gets an
-OperationalError, which DatabaseUnavailableMiddleware answers with a 503.
+OperationalError, which DatabaseUnavailableMiddleware answers with a 503. As
+with Django's pool, CONN_MAX_AGE must be 0: a connection goes back to the pool
+at the end of each request.
+
+Requests waiting for a connection get one in the order they came: a connection
+given back goes straight to the oldest of them. (A semaphore lets a newcomer
+take it first: with 500 clients on 40 connections, p50 was 58 ms, and 255
+requests waited out the 10 s timeout.)
 
 The pool uses threading primitives. gevent's monkey-patching makes them
 cooperative, so one pool serves greenlets (gevent) and threads (gthread, ASGI).
 """
 
 import threading
+from collections import deque
 from functools import partial
 from typing import ClassVar
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 
+class Waiter:
+    """A request waiting for a slot: given an idle connection, or None to open one."""
+
+    def __init__(self):
+        self.ready = threading.Event()
+        self.connection = None
+
+
 class ConnectionPool:
     def __init__(self, max_size, timeout):
-        self._slots = threading.BoundedSemaphore(max_size)
-        self._idle = []  # last in, first out: reuse the warmest connection
-        self._idle_lock = threading.Lock()
         self.max_size = max_size
         self.timeout = timeout
+        self._lock = threading.Lock()
+        self._idle = []  # last in, first out: reuse the warmest connection
+        self._lent = 0  # connections lent, or being opened, to requests
+        self._waiting = deque()  # Waiters, oldest first
 
     def getconn(self, connect):
         """An idle connection, or a new one from `connect()`, within the size limit."""
-        if not self._slots.acquire(timeout=self.timeout):
-            raise base.Database.OperationalError(
-                f"connection pool exhausted: all {self.max_size} connections "
-                f"stayed busy for {self.timeout:g} s"
-            )
-        try:
-            with self._idle_lock:
+        with self._lock:
+            if self._idle or self._lent < self.max_size:
+                self._lent += 1
                 connection = self._idle.pop() if self._idle else None
-            if connection is None or connection.closed:
-                connection = connect()
+                waiter = None
+            else:
+                waiter = Waiter()
+                self._waiting.append(waiter)
+        if waiter is not None:
+            connection = self._wait(waiter)
+        if connection is not None:
+            return connection
+        try:
+            return connect()
         except BaseException:
-            self._slots.release()
+            self._hand_over(None)
             raise
-        return connection
+
+    def _wait(self, waiter):
+        if not waiter.ready.wait(self.timeout):
+            with self._lock:
+                if waiter in self._waiting:  # else handed a slot just now: take it
+                    self._waiting.remove(waiter)
+                    raise base.Database.OperationalError(
+                        f"connection pool exhausted: all {self.max_size} connections "
+                        f"stayed busy for {self.timeout:g} s"
+                    )
+        return waiter.connection
 
     def putconn(self, connection):
-        try:
-            if connection.closed:
+        if connection.closed:
+            connection = None
+        elif connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
+            connection.close()  # a broken or abandoned transaction: never reuse it
+            connection = None
+        self._hand_over(connection)
+
+    def _hand_over(self, connection):
+        """Give a slot, with an idle connection or None, to the oldest waiter, else back."""
+        with self._lock:
+            if self._waiting:
+                waiter = self._waiting.popleft()
+                waiter.connection = connection
+                waiter.ready.set()
                 return
-            if connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
-                connection.close()  # a broken or abandoned transaction: never reuse it
-                return
-            with self._idle_lock:
+            self._lent -= 1
+            if connection is not None:
                 self._idle.append(connection)
-        finally:
-            self._slots.release()
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -66,6 +106,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         key = (self.alias, self.settings_dict["NAME"])
         with self._psycopg2_pools_lock:
             if key not in self._psycopg2_pools:
+                if self.settings_dict["CONN_MAX_AGE"] != 0:
+                    # Kept by its thread or greenlet, a connection would never come back.
+                    raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
                 options = self.settings_dict["POOL"]
                 self._psycopg2_pools[key] = ConnectionPool(
                     max_size=options["max_size"], timeout=options["timeout"]

@@ -1,0 +1,494 @@
+"""The gevent preset as real processes: cooperative drivers, patching, the connection budget.
+
+One project per database driver (conftest's `installed_project`), real gunicorn, and a
+fresh PostgreSQL database per test. Configurations that break the preset on purpose are
+test-only gunicorn config files, written for the test that needs them: nothing in the
+shipped project serves them or switches the preset's checks off.
+"""
+
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+from conftest import free_port
+from test_presets import environment
+
+pytestmark = pytest.mark.slow
+
+DRIVERS = ("psycopg", "psycopg2")
+DEFAULT_BUDGET = 40  # DATABASE_CONNECTION_BUDGET's default (config/gunicorn/environment.py)
+
+
+@pytest.fixture(scope="module")
+def projects(installed_project):
+    """The default bake (psycopg) and the psycopg2 one, static files collected."""
+    projects = {
+        "psycopg": installed_project(),
+        "psycopg2": installed_project(database_driver="psycopg2"),
+    }
+    for project in projects.values():
+        collected = subprocess.run(
+            [project.bin("python"), "manage.py", "collectstatic", "--noinput"],
+            cwd=project.path,
+            env=environment(project),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert collected.returncode == 0, collected.stdout + collected.stderr
+    return projects
+
+
+def gunicorn(project, config="config/gunicorn/gevent.py"):
+    return [project.bin("gunicorn"), "-c", str(config)]
+
+
+def serve(running_server, project, database_url, args=None, **env):
+    port = free_port()
+    return running_server(
+        args or gunicorn(project),
+        cwd=project.path,
+        env=environment(
+            project,
+            PORT=str(port),
+            DATABASE_URL=database_url,
+            DJANGO_DEMO_ENDPOINTS="true",
+            **env,
+        ),
+        port=port,
+    )
+
+
+def run(project, database_url, args, **env):
+    """A server that is expected to stop by itself; its result."""
+    return subprocess.run(
+        args,
+        cwd=project.path,
+        env=environment(project, PORT=str(free_port()), DATABASE_URL=database_url, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def preset_with(tmp_path, text):
+    """A test-only gunicorn config file: the gevent preset, then `text`."""
+    path = tmp_path / "test_gunicorn_config.py"
+    path.write_text("from config.gunicorn.gevent import *  # noqa: F403\n" + text)
+    return path
+
+
+@dataclass
+class Answer:
+    status: int
+    seconds: float
+    body: bytes
+    retry_after: str | None
+
+
+def get(url, timeout=30):
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status, body, headers = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        status, body, headers = exc.code, exc.read(), exc.headers
+    return Answer(status, time.monotonic() - started, body, headers.get("Retry-After"))
+
+
+def burst(url, clients):
+    """`clients` requests at once; their answers and how long the last one took."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        answers = list(pool.map(get, [url] * clients))
+    return answers, time.monotonic() - started
+
+
+def startup_line(log):
+    lines = [line for line in log.splitlines() if "] Preset " in line]
+    assert len(lines) == 1, log
+    return lines[0]
+
+
+# Cooperation: one worker, 20 queries of 300 ms at once: 6 s if they ran one at a time.
+CLIENTS, QUERY_MS = 20, 300
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_queries_run_concurrently_in_one_worker(projects, running_server, database_url, driver):
+    with serve(running_server, projects[driver], database_url, WEB_CONCURRENCY="1") as server:
+        server.get("/readyz")  # the first query checks the server version: not measured
+        answers, seconds = burst(f"{server.url}/demo/db?ms={QUERY_MS}", CLIENTS)
+        line = startup_line(server.log)
+    assert [answer.status for answer in answers] == [200] * CLIENTS, server.log
+    assert seconds < 1.5, f"{CLIENTS} queries of {QUERY_MS} ms took {seconds:.2f} s"
+    assert line.endswith(
+        "; database: a pool of 40 per worker, 40 at most; budget 40 (DATABASE_CONNECTION_BUDGET)"
+    ), line
+    assert server.returncode == 0, server.log
+    for problem in ("Traceback", "[ERROR]", "[WARNING]", "Warning:"):
+        assert problem not in server.log, server.log
+
+
+# The negative control: the same burst through a driver that waits in C. psycopg2 without
+# psycogreen's wait callback, psycopg with its blocking C wait function, which psycopg lets
+# tests choose; in both, the master skips cooperative.py, which would refuse to start.
+BLOCKING_DRIVERS = {"psycopg2": {}, "psycopg": {"PSYCOPG_WAIT_FUNC": "wait_c"}}
+WITHOUT_COOPERATIVE = """
+
+def on_starting(server):
+    pass
+"""
+
+
+@pytest.mark.parametrize("driver", BLOCKING_DRIVERS)
+def test_a_blocking_driver_runs_queries_one_at_a_time(
+    projects, running_server, database_url, tmp_path, driver
+):
+    config = preset_with(tmp_path, WITHOUT_COOPERATIVE)
+    project = projects[driver]
+    env = BLOCKING_DRIVERS[driver]
+    with serve(
+        running_server, project, database_url, gunicorn(project, config), WEB_CONCURRENCY="1", **env
+    ) as server:
+        server.get("/readyz")
+        answers, seconds = burst(f"{server.url}/demo/db?ms={QUERY_MS}", CLIENTS)
+    assert [answer.status for answer in answers] == [200] * CLIENTS, server.log
+    assert seconds > 0.8 * CLIENTS * QUERY_MS / 1000, f"only {seconds:.2f} s: not serialized"
+    if driver == "psycopg2":  # the system check sees it too, in the worker
+        warning = "[WARNING] my_service.W001: gevent workers with psycopg2 and no wait callback"
+        assert warning in server.log, server.log
+
+
+def assert_stopped_before_any_worker(result, expected):
+    """gunicorn's own start-up lines, then `expected` alone on the last one."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == expected, result.stderr
+    assert "Booting worker" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_master_refuses_to_start_when_psycopg_would_block(projects, database_url):
+    project = projects["psycopg"]
+    result = run(project, database_url, gunicorn(project), PSYCOPG_WAIT_FUNC="wait_c")
+    assert_stopped_before_any_worker(
+        result,
+        "gevent: psycopg waits in C, blocking the whole worker on every query: it was "
+        "imported before gevent's monkey-patching, or PSYCOPG_WAIT_FUNC=wait_c is set",
+    )
+
+
+# Logged in each worker by post_fork, before gunicorn's worker patches anything itself:
+# what the master left to the worker.
+PATCH_FACTS = """
+
+preload_app = {preload}
+
+
+def post_fork(server, worker):
+    import select
+    import socket
+    import ssl
+    import threading
+
+    found = {{
+        "socket.socket": socket.socket,
+        "ssl.SSLContext": ssl.SSLContext,
+        "threading.local": threading.local,
+        "threading.Lock": threading.Lock,
+        "select.select": select.select,
+    }}
+    worker.log.info("Found %s", " ".join(f"{{k}}={{v.__module__}}" for k, v in found.items()))
+"""
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["preload", "no preload"])
+def test_workers_get_gevents_modules_and_no_monkey_patch_warning(
+    projects, running_server, database_url, tmp_path, preload
+):
+    project = projects["psycopg"]
+    config = preset_with(tmp_path, PATCH_FACTS.format(preload=preload))
+    with serve(running_server, project, database_url, gunicorn(project, config)) as server:
+        server.get("/readyz")
+        answers, seconds = burst(f"{server.url}/demo/db?ms={QUERY_MS}", CLIENTS)
+    assert [answer.status for answer in answers] == [200] * CLIENTS
+    assert seconds < 1.5, server.log
+    facts = re.findall(r"\] Found (.*)", server.log)
+    assert len(facts) == 2, server.log  # one line per worker
+    for fact in facts[0].split():
+        name, module = fact.split("=")
+        assert module.startswith("gevent"), f"{name} is {module}'s, not gevent's"
+    assert "MonkeyPatchWarning" not in server.log
+    assert "Warning" not in server.log, server.log
+    assert server.returncode == 0, server.log
+
+
+def test_the_master_refuses_to_start_if_it_patched_only_part(projects, database_url, tmp_path):
+    config = tmp_path / "test_gunicorn_config.py"
+    config.write_text(
+        "from gevent import monkey\n"
+        "\n"
+        "monkey.patch_all(thread=False)\n"
+        "\n"
+        "from config.gunicorn import common, cooperative  # noqa: E402\n"
+        "\n"
+        "wsgi_app = common.wsgi_app\n"
+        'worker_class = "gevent"\n'
+        "nworkers_changed = common.nworkers_changed\n"
+        "on_starting = cooperative.on_starting\n"
+    )
+    result = run(projects["psycopg"], database_url, gunicorn(projects["psycopg"], config))
+    assert_stopped_before_any_worker(
+        result,
+        "gevent: threading not monkey-patched: call gevent.monkey.patch_all() first thing "
+        "in the preset, with no module turned off",
+    )
+
+
+def test_the_master_refuses_to_start_if_django_was_imported_before_the_patch(
+    projects, database_url, tmp_path
+):
+    # As a settings module that imports a model would do, before the preset's patch.
+    config = tmp_path / "test_gunicorn_config.py"
+    config.write_text(
+        "import django.db  # noqa: F401\n\nfrom config.gunicorn.gevent import *  # noqa: F403\n"
+    )
+    result = run(
+        projects["psycopg"],
+        database_url,
+        gunicorn(projects["psycopg"], config),
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    assert_stopped_before_any_worker(
+        result,
+        "gevent: every greenlet would share one Django database connection: django.db was "
+        "imported before gevent's monkey-patching, which must come first in the preset",
+    )
+    assert "MonkeyPatchWarning" not in result.stderr  # gevent itself does not notice
+
+
+def test_the_gevent_worker_class_needs_the_gevent_preset(projects, database_url):
+    project = projects["psycopg"]
+    args = [*gunicorn(project, "config/gunicorn/gthread.py"), "-k", "gevent"]
+    result = run(project, database_url, args)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        "The gevent worker needs the gevent preset, which monkey-patches first: "
+        "GUNICORN_PRESET=gevent, or gunicorn -c config/gunicorn/gevent.py"
+    )
+
+
+@pytest.mark.parametrize("command", ["launcher", "preset file"])
+def test_a_budget_too_small_for_the_workers_stops_the_master(projects, database_url, command):
+    project = projects["psycopg"]
+    if command == "launcher":
+        args = [project.bin("python"), "-m", "config.gunicorn"]
+    else:
+        args = gunicorn(project)
+    result = run(
+        project,
+        database_url,
+        args,
+        GUNICORN_PRESET="gevent",
+        DATABASE_CONNECTION_BUDGET="2",
+        WEB_CONCURRENCY="3",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        "DATABASE_CONNECTION_BUDGET=2 gives less than one connection to each of the 3 "
+        "workers: raise it or lower WEB_CONCURRENCY"
+    )
+    assert "Booting worker" not in result.stdout + result.stderr
+
+
+class PeakConnections:
+    """Samples the connections to one database every 50 ms, in a thread, while in use."""
+
+    def __init__(self, postgres_admin, database_url):
+        self.admin = postgres_admin
+        self.name = database_url.rsplit("/", 1)[1]
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample)
+
+    def sample(self):
+        while not self.done.wait(0.05):
+            (count,) = self.admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [self.name]
+            ).fetchone()
+            self.peak = max(self.peak, count)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.done.set()
+        self.thread.join()
+
+
+def wrk(url, connections, seconds):
+    """wrk's summary: requests, and errors (non-2xx answers and socket errors) by kind."""
+    result = subprocess.run(
+        [shutil.which("wrk"), "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "20s", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    )
+    summary = {"requests": int(re.search(r"(\d+) requests in", result.stdout).group(1))}
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout):
+        summary["non-2xx"] = int(match.group(1))
+    if match := re.search(r"Socket errors: (.*)", result.stdout):
+        summary["socket errors"] = match.group(1)
+    return summary, result.stdout
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_300_clients_stay_within_the_connection_budget(
+    projects, running_server, database_url, postgres_admin, driver
+):
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    with (
+        serve(running_server, projects[driver], database_url) as server,
+        PeakConnections(postgres_admin, database_url) as connections,
+    ):
+        summary, output = wrk(f"{server.url}/demo/db?ms=50", connections=300, seconds=10)
+    assert summary["requests"] > 1000, output
+    assert "non-2xx" not in summary, output
+    assert "socket errors" not in summary, output
+    assert 0 < connections.peak <= DEFAULT_BUDGET
+    assert "too many clients" not in server.log
+    assert "database unavailable" not in server.log
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_exhausted_pool_answers_503_after_its_timeout(
+    projects, running_server, database_url, postgres_admin, driver
+):
+    with (
+        serve(
+            running_server,
+            projects[driver],
+            database_url,
+            WEB_CONCURRENCY="1",
+            DATABASE_CONNECTION_BUDGET="2",
+            DJANGO_DB_POOL_TIMEOUT="1",
+        ) as server,
+        PeakConnections(postgres_admin, database_url) as connections,
+    ):
+        answers, seconds = burst(f"{server.url}/demo/db?ms=2000", CLIENTS)
+    served = [answer for answer in answers if answer.status == 200]
+    refused = [answer for answer in answers if answer.status == 503]
+    assert len(served) == 2, answers  # the pool's two connections, 2 s each
+    assert len(refused) == CLIENTS - 2, answers
+    for answer in refused:
+        assert 1 <= answer.seconds < 2, answer  # waited the pool's timeout, then gave up
+        assert answer.retry_after == "1"
+        assert re.match(rb'\{"status": "unavailable", "reason": "database: ', answer.body)
+    assert seconds < 4
+    assert connections.peak <= 2
+    assert "too many clients" not in server.log
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_pooled_connection_closed_by_the_server_fails_one_request(
+    projects, running_server, database_url, postgres_admin, driver
+):
+    with serve(running_server, projects[driver], database_url, WEB_CONCURRENCY="1") as server:
+        for _ in range(3):
+            assert server.get("/demo/db?ms=0")[0] == 200
+        name = database_url.rsplit("/", 1)[1]
+        (closed,) = postgres_admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+            [name],
+        ).fetchone()
+        statuses = [server.get("/demo/db?ms=0")[0] for _ in range(closed + 1)]
+    assert closed == 1, server.log  # the connection idle in the pool, not checked
+    assert statuses == [503] * closed + [200], server.log
+
+
+def wait_until(condition, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+def test_the_plan_follows_ttin_and_ttou(projects, running_server, database_url):
+    with serve(
+        running_server,
+        projects["psycopg"],
+        database_url,
+        WEB_CONCURRENCY="1",
+        DATABASE_CONNECTION_BUDGET="2",
+    ) as server:
+        server.process.send_signal(signal.SIGTTIN)  # one more worker
+        shared = "2 workers: database: a pool of 1 per worker, 2 at most; budget 2"
+        assert wait_until(lambda: shared in server.log), server.log
+        server.process.send_signal(signal.SIGTTIN)
+        too_many = (
+            "DATABASE_CONNECTION_BUDGET=2 gives less than one connection to each of the 3 "
+            "workers: raise it or lower WEB_CONCURRENCY; workers forked from now on keep the "
+            "previous pool"
+        )
+        assert wait_until(lambda: too_many in server.log), server.log
+    assert server.returncode == 0, server.log
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_db_and_io_never_block_the_event_loop(projects, running_server, database_url, driver):
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    blocked = "appears to be blocked"
+    with serve(
+        running_server,
+        projects[driver],
+        database_url,
+        GEVENT_MONITOR_THREAD_ENABLE="true",
+        GEVENT_MAX_BLOCKING_TIME="0.1",
+    ) as server:
+        # Each worker's first requests import what the views need: not the loop's doing.
+        for path in ("/readyz", "/demo/db?ms=1", "/demo/io?ms=1") * 4:
+            assert server.get(path)[0] == 200
+        warmed_up = len(server.log)
+        for path in ("/demo/db?ms=50", "/demo/io?ms=50"):
+            summary, output = wrk(f"{server.url}{path}", connections=50, seconds=3)
+            assert "non-2xx" not in summary, output
+        loaded = len(server.log)
+        # The control: 2 s of pure Python in a view does block the loop, and is reported.
+        assert server.get("/demo/cpu?n=500000", timeout=30)[0] == 200
+        reported = wait_until(lambda: blocked in server.log[loaded:], timeout=5)
+    assert blocked not in server.log[warmed_up:loaded], server.log[warmed_up:loaded]
+    assert reported, server.log
+
+
+def test_workers_over_the_budget_get_one_warning_at_start_up(
+    projects, running_server, database_url
+):
+    with serve(
+        running_server,
+        projects["psycopg"],
+        database_url,
+        [projects["psycopg"].bin("python"), "-m", "config.gunicorn"],
+        GUNICORN_PRESET="gthread",
+        WEB_CONCURRENCY="6",
+    ) as server:
+        line = startup_line(server.log)
+        time.sleep(1)  # every worker has booted
+    assert "database: a connection per thread, 48 at most; budget 40" in line, line
+    warnings = re.findall(r"\[WARNING\] (.*)", server.log)
+    assert warnings == [
+        "my_service.W003: Up to 48 PostgreSQL connections (6 workers x 8) exceed "
+        "DATABASE_CONNECTION_BUDGET=40. Lower WEB_CONCURRENCY or GUNICORN_THREADS, or raise "
+        "the budget if PostgreSQL's max_connections has room for it in every instance at once."
+    ], server.log

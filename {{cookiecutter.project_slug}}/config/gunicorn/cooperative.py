@@ -1,0 +1,102 @@
+"""A gevent worker that never blocks: what the master checks before forking any.
+
+gevent runs all the requests of a worker on one thread and switches between
+them only where code waits through gevent: patched sockets, locks and sleeps,
+and database drivers that wait the same way. Anything else that waits stops
+every request of the worker. The gevent preset patches the standard library
+first thing in the master; its on_starting hook, once the app is loaded and
+before any worker forks, checks the rest:
+
+- socket, ssl, threading and select are gevent's (patch_all with any of them
+  turned off is not enough);
+- the database driver waits through gevent. psycopg2 waits inside libpq, in
+  C, unless a wait callback is set: psycogreen's is installed here. psycopg 3
+  detects the patch by itself since 3.1.14, when it is imported, which must be
+  after the patch;
+- two greenlets get two database connections. If django.db was imported before
+  the patch (say, by settings that import a model), Django keeps connections in
+  a thread-local, shared by every greenlet of a worker: concurrent queries on
+  one connection.
+
+Workers are forked from the master, so they inherit all of it, the wait
+callback included. A failed check stops gunicorn with one line, and no worker
+started, like the checks in common.py. (Refused by each worker instead, the
+same check fails in every worker at once, and gunicorn 27's master then dies
+with a traceback of its own, exit status 1.)
+"""
+
+import os
+import re
+import sys
+from importlib.util import find_spec
+
+from gevent import monkey
+
+from config.gunicorn.common import DJANGO_PROJECT
+
+PATCHED_MODULES = ("socket", "ssl", "threading", "select")
+PSYCOPG_COOPERATIVE_SINCE = (3, 1, 14)
+
+
+def on_starting(server):
+    unpatched = [name for name in PATCHED_MODULES if not monkey.is_module_patched(name)]
+    if unpatched:
+        sys.exit(
+            f"gevent: {', '.join(unpatched)} not monkey-patched: call "
+            "gevent.monkey.patch_all() first thing in the preset, with no module turned off"
+        )
+    make_database_driver_cooperative()
+    require_a_connection_per_greenlet()
+
+
+def make_database_driver_cooperative():
+    """The driver Django will use waits through gevent: Django prefers psycopg 3 if installed."""
+    try:
+        import psycopg
+    except ImportError:
+        pass
+    else:
+        require_cooperative_psycopg(psycopg)
+        return
+    if find_spec("psycopg2") is None:
+        return  # no PostgreSQL driver: nothing to make cooperative
+    try:
+        from psycogreen.gevent import patch_psycopg
+    except ImportError:
+        sys.exit("gevent: psycopg2 blocks the whole worker on every query without psycogreen")
+    patch_psycopg()
+
+
+def require_cooperative_psycopg(psycopg):
+    from psycopg import waiting
+
+    version = tuple(int(part) for part in re.findall(r"\d+", psycopg.__version__)[:3])
+    if version < PSYCOPG_COOPERATIVE_SINCE:
+        sys.exit(
+            f"gevent: psycopg {psycopg.__version__} blocks the whole worker on every query: "
+            "install psycopg 3.1.14 or later"
+        )
+    if waiting.wait is getattr(waiting, "wait_c", None):
+        sys.exit(
+            "gevent: psycopg waits in C, blocking the whole worker on every query: it was "
+            "imported before gevent's monkey-patching, or PSYCOPG_WAIT_FUNC=wait_c is set"
+        )
+
+
+def require_a_connection_per_greenlet():
+    if "django.db" not in sys.modules:
+        return  # the workers will import it, after the patch
+    import gevent
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    # As wsgi.py does, for a master that has not loaded the app (preload_app off).
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{DJANGO_PROJECT}.settings")
+
+    def connection():
+        return connections[DEFAULT_DB_ALIAS]  # a wrapper object: nothing connects yet
+
+    if gevent.spawn(connection).get() is gevent.spawn(connection).get():
+        sys.exit(
+            "gevent: every greenlet would share one Django database connection: django.db "
+            "was imported before gevent's monkey-patching, which must come first in the preset"
+        )
