@@ -29,6 +29,28 @@ from django.core.exceptions import ImproperlyConfigured
 from config.gunicorn.cpu import cpu_budget
 from config.gunicorn.environment import BadSetting, read_environment
 
+# What every preset takes as it is, by `from config.gunicorn.common import *`: gunicorn
+# reads a config file's module-level names. A preset's own assignments come after it.
+__all__ = [
+    "access_log_format",
+    "accesslog",
+    "bind",
+    "control_socket",
+    "control_socket_disable",
+    "forwarded_allow_ips",
+    "graceful_timeout",
+    "limit_request_field_size",
+    "limit_request_fields",
+    "limit_request_line",
+    "max_requests",
+    "max_requests_jitter",
+    "nworkers_changed",
+    "post_worker_init",
+    "timeout",
+    "worker_tmp_dir",
+    "wsgi_app",
+]
+
 # The package that holds settings.py, wsgi.py and asgi.py. When copying
 # config/gunicorn/ into another Django project, this is the line to change.
 DJANGO_PROJECT = "config"

@@ -48,25 +48,7 @@ from gevent import monkey
 monkey.patch_all()
 
 from config.gunicorn import common, cooperative  # noqa: E402 - after the patch, on purpose
-from config.gunicorn.common import (  # noqa: E402, F401 - gunicorn reads these names
-    access_log_format,
-    accesslog,
-    bind,
-    control_socket,
-    control_socket_disable,
-    forwarded_allow_ips,
-    graceful_timeout,
-    limit_request_field_size,
-    limit_request_fields,
-    limit_request_line,
-    max_requests,
-    max_requests_jitter,
-    nworkers_changed,
-    post_worker_init,
-    timeout,
-    worker_tmp_dir,
-    wsgi_app,
-)
+from config.gunicorn.common import *  # noqa: E402, F403 - shared settings, hooks: common.__all__
 
 worker_class = "gevent"
 workers, workers_from = common.size_workers(common.cpu.cpus, "CPUs")

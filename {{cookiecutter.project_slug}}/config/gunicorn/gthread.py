@@ -38,25 +38,7 @@ Other traps:
 """
 
 from config.gunicorn import common
-from config.gunicorn.common import (  # noqa: F401 - gunicorn reads these module-level names
-    access_log_format,
-    accesslog,
-    bind,
-    control_socket,
-    control_socket_disable,
-    forwarded_allow_ips,
-    graceful_timeout,
-    limit_request_field_size,
-    limit_request_fields,
-    limit_request_line,
-    max_requests,
-    max_requests_jitter,
-    nworkers_changed,
-    post_worker_init,
-    timeout,
-    worker_tmp_dir,
-    wsgi_app,
-)
+from config.gunicorn.common import *  # noqa: F403 - shared settings, hooks: common.__all__
 
 worker_class = "gthread"
 workers, workers_from = common.size_workers(common.cpu.cpus + 1, "CPUs + 1")
