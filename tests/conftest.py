@@ -168,6 +168,13 @@ class RunningServer:
     def workers(self):
         return child_pids(self.process.pid)
 
+    def startup_line(self):
+        """The one line in which the master logs the preset's effective configuration."""
+        log = self.log
+        lines = [line for line in log.splitlines() if "] Preset " in line]
+        assert len(lines) == 1, log
+        return lines[0]
+
     def get(self, path, headers=None, timeout=10):
         """(status, headers, body) of a GET, error statuses included."""
         request = urllib.request.Request(self.url + path, headers=headers or {})

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 from conftest import free_port
 from test_presets import environment
+from test_presets import serve as serve_preset
 
 pytestmark = pytest.mark.slow
 
@@ -52,18 +53,13 @@ def gunicorn(project, config="config/gunicorn/gevent.py"):
 
 
 def serve(running_server, project, database_url, args=None, **env):
-    port = free_port()
-    return running_server(
+    return serve_preset(
+        running_server,
+        project,
         args or gunicorn(project),
-        cwd=project.path,
-        env=environment(
-            project,
-            PORT=str(port),
-            DATABASE_URL=database_url,
-            DJANGO_DEMO_ENDPOINTS="true",
-            **env,
-        ),
-        port=port,
+        DATABASE_URL=database_url,
+        DJANGO_DEMO_ENDPOINTS="true",
+        **env,
     )
 
 
@@ -112,12 +108,6 @@ def burst(url, clients):
     return answers, time.monotonic() - started
 
 
-def startup_line(log):
-    lines = [line for line in log.splitlines() if "] Preset " in line]
-    assert len(lines) == 1, log
-    return lines[0]
-
-
 # Cooperation: one worker, 20 queries of 300 ms at once: 6 s if they ran one at a time.
 CLIENTS, QUERY_MS = 20, 300
 
@@ -127,7 +117,7 @@ def test_queries_run_concurrently_in_one_worker(projects, running_server, databa
     with serve(running_server, projects[driver], database_url, WEB_CONCURRENCY="1") as server:
         server.get("/readyz")  # the first query checks the server version: not measured
         answers, seconds = burst(f"{server.url}/demo/db?ms={QUERY_MS}", CLIENTS)
-        line = startup_line(server.log)
+        line = server.startup_line()
     assert [answer.status for answer in answers] == [200] * CLIENTS, server.log
     assert seconds < 1.5, f"{CLIENTS} queries of {QUERY_MS} ms took {seconds:.2f} s"
     assert line.endswith(
@@ -483,7 +473,7 @@ def test_workers_over_the_budget_get_one_warning_at_start_up(
         GUNICORN_PRESET="gthread",
         WEB_CONCURRENCY="6",
     ) as server:
-        line = startup_line(server.log)
+        line = server.startup_line()
         time.sleep(1)  # every worker has booted
     assert "database: a connection per thread, 48 at most; budget 40" in line, line
     warnings = re.findall(r"\[WARNING\] (.*)", server.log)

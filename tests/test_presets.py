@@ -85,12 +85,6 @@ def wait_for_workers(server, expected, timeout=15):
     return server.workers()
 
 
-def startup_line(log):
-    lines = [line for line in log.splitlines() if "] Preset " in line]
-    assert len(lines) == 1, log
-    return lines[0]
-
-
 @pytest.mark.parametrize("preset", PRESETS)
 def test_check_config_passes(project, preset):
     result = run(project, *preset_file(project, preset), "--check-config")
@@ -138,7 +132,7 @@ def test_preset_serves_probes_and_static_files_then_stops_cleanly(
         assert status == 200, server.log
         assert headers["Content-Type"].startswith("text/css")
         assert b"body" in body
-        line = startup_line(server.log)
+        line = server.startup_line()
     assert server.returncode == 0, server.log
     assert server.stop_seconds < 15
     assert f"Using worker: {preset}" in server.log
@@ -162,7 +156,7 @@ def test_sync_on_one_cpu_forks_three_workers(project, running_server):
         workers = wait_for_workers(server, 3)
         time.sleep(1)  # and no more arrive
         assert len(server.workers()) == len(workers) == 3, server.log
-        line = startup_line(server.log)
+        line = server.startup_line()
     assert "3 workers (2 x CPUs + 1)" in line
     assert "CPU budget 1 (CPU affinity)" in line
     assert server.returncode == 0, server.log
@@ -189,7 +183,7 @@ def test_workers_can_be_set_or_capped(project, running_server, args, env, expect
         workers = wait_for_workers(server, 2)
         time.sleep(1)
         assert len(server.workers()) == len(workers) == 2, server.log
-        line = startup_line(server.log)
+        line = server.startup_line()
     assert re.search(expected, line), line
     assert server.returncode == 0, server.log
 
@@ -199,7 +193,7 @@ def test_gunicorn_options_override_the_preset(project, running_server):
     with serve(
         running_server, project, args, GUNICORN_PRESET="gthread", GUNICORN_THREADS="6"
     ) as server:
-        line = startup_line(server.log)
+        line = server.startup_line()
     assert "3 threads" in line
     assert "keep-alive 5 s" in line
     assert "timeout 7 s" in line
@@ -343,7 +337,7 @@ def test_a_copied_preset_serves_a_bare_django_project(project, running_server, t
         status, _, body = server.get("/admin/login/")
         assert status == 200, server.log
         assert b"Django administration" in body
-        line = startup_line(server.log)
+        line = server.startup_line()
     assert "Preset gthread: " in line
     assert server.returncode == 0, server.log
     assert "Traceback" not in server.log
@@ -358,7 +352,7 @@ def test_start_up_line_names_every_sizing_input(project, running_server):
         GUNICORN_WORKER_CONNECTIONS="50",
         GUNICORN_TIMEOUT="45",
     ) as server:
-        line = startup_line(server.log)
+        line = server.startup_line()
     assert re.search(
         r"Preset gevent: \d+ workers \(CPUs\), 50 connections each; keep-alive 75 s; "
         r"timeout 45 s; CPU budget \d+ \(",
