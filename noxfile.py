@@ -1,7 +1,7 @@
 """Sessions of the template repository. `nox -l` lists them.
 
 - tests: the template's own test suite (bakes, hooks, generated projects, presets).
-- demo:  bake the default project and exercise it, as a new user would.
+- demo:  bake the default project, exercise it as a new user would, load-test every preset.
 - lock:  re-lock the generated project's runtime dependencies.
 """
 
@@ -27,7 +27,10 @@ def tests(session):
 
 @nox.session
 def demo(session):
-    """Bake the default project into demo-output/ and run its own sessions, as a user would."""
+    """Bake the default project into demo-output/ and run it as a user would: its lint, tests
+    and smoke sessions, then a quick load test of every preset, which ends with the
+    recommendation, the table and where its report is.
+    """
     session.install("-r", "tests/requirements.txt", "nox[uv]")
     output = Path("demo-output")
     shutil.rmtree(output / "my_service", ignore_errors=True)
@@ -37,6 +40,7 @@ def demo(session):
     env = {"DATABASE_URL": database_url.strip()} if database_url.strip() else {}
     with session.chdir(output / "my_service"):
         session.run("nox", "-s", "lint", "tests", "smoke", env=env)
+        session.run("nox", "-s", "loadtest", "--", "--quick", env=env)
 
 
 @nox.session

@@ -11,7 +11,16 @@ INCLUDE_DEMO_ENDPOINTS = {{ "True" if cookiecutter.include_demo_endpoints else "
 
 DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
 PSYCOPG2_FILES = [f"{PROJECT_SLUG}/db/pooled_psycopg2"]
-DEMO_FILES = [f"{PROJECT_SLUG}/demo", "tests/test_demo.py", "loadtest"]
+# The load test stays (it runs your own Locust file); its demo scenarios and smoke test go.
+DEMO_FILES = [
+    f"{PROJECT_SLUG}/demo",
+    "tests/test_demo.py",
+    "tests/test_loadtest_report.py",
+    "tests/data",
+    "loadtest/demo.py",
+    "loadtest/locustfile.py",
+    "loadtest/smoke.py",
+]
 
 
 def remove(relative_paths):

@@ -70,10 +70,23 @@ ALWAYS_PRESENT = [
     f"{SLUG}/probes.py",
     "tests/__init__.py",
     "tests/test_configuration.py",
+    "tests/test_loadtest_options.py",
     "tests/test_probes.py",
+    # The load test runs a Locust file of yours in every bake.
+    "loadtest/__main__.py",
+    "loadtest/run.py",
+    "loadtest/report.py",
 ]
 DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
-DEMO_FILES = [f"{SLUG}/demo/__init__.py", "tests/test_demo.py", "loadtest/__init__.py"]
+DEMO_FILES = [
+    f"{SLUG}/demo/__init__.py",
+    "tests/test_demo.py",
+    "tests/test_loadtest_report.py",
+    "tests/data/loadtest/measurements.json",
+    "loadtest/demo.py",
+    "loadtest/locustfile.py",
+    "loadtest/smoke.py",
+]
 NEVER_PRESENT = ["requirements-psycopg.lock", "requirements-psycopg2.lock"]
 
 # Jinja left in a file: an expression, a statement, a comment, or a context variable.
@@ -157,7 +170,7 @@ def test_files_of_the_chosen_options_only(baked):
     assert not missing, f"missing: {missing}"
     assert not present, f"should have been removed: {present}"
     if not answers["include_demo_endpoints"]:
-        for directory in (f"{SLUG}/demo", "loadtest"):
+        for directory in (f"{SLUG}/demo", "tests/data"):
             assert not (project / directory).exists(), directory
 
 
@@ -170,7 +183,7 @@ def test_demo_code_is_wired_in_only_when_chosen(baked):
         assert f'include("{SLUG}.demo.urls")' in urls
         return
     # Code and configuration only: prose may still cite /demo/... measurements.
-    references = re.compile(r"DEMO_ENDPOINTS|\.demo\b|[\"']\^?demo/|\bloadtest\.\w|\bsmoke\b")
+    references = re.compile(r"DEMO_ENDPOINTS|\.demo\b|[\"']\^?demo/|\bDEMO_SCENARIOS\b|\bsmoke\b")
     found = [
         f"{path.relative_to(project)}: {line.strip()}"
         for path in project_files(project)

@@ -23,6 +23,13 @@ def lint(session):
 {%- if cookiecutter.use_docker %}
     session.run("hadolint", "Dockerfile")
 {%- endif %}
+
+
+@nox.session
+def loadtest(session):
+    """Load-test the gunicorn presets side by side with Locust: `nox -s loadtest -- --help`."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "loadtest", *session.posargs)
 {%- if cookiecutter.include_demo_endpoints %}
 
 

@@ -1,1 +1,1 @@
-"""Run the gunicorn presets as real processes and measure them."""
+"""Run the gunicorn presets as real processes and measure them: `nox -s loadtest`."""

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .server import PRESETS, running_preset
+from .server import PRESETS, ServerError, running_server
 
 PATHS = ("/healthz", "/readyz", "/demo/io?ms=50", "/demo/db?ms=50", "/demo/cpu")
 
@@ -33,11 +33,15 @@ def main():
     failures = 0
     print(f"{'preset':<8} {'path':<16} {'status':>6} {'ms':>8}")
     for preset in PRESETS:
-        with running_preset(preset, output / f"smoke-{preset}.log") as base_url:
-            for path in PATHS:
-                status, elapsed_ms = call(base_url + path)
-                failures += status != 200
-                print(f"{preset:<8} {path:<16} {status!s:>6} {elapsed_ms:8.1f}", flush=True)
+        try:
+            with running_server(preset, output / f"smoke-{preset}.log") as server:
+                for path in PATHS:
+                    status, elapsed_ms = call(server.url + path)
+                    failures += status != 200
+                    print(f"{preset:<8} {path:<16} {status!s:>6} {elapsed_ms:8.1f}", flush=True)
+        except ServerError as exc:
+            failures += 1
+            print(f"{preset:<8} did not start: {exc}", flush=True)
     if failures:
         sys.exit(f"{failures} call(s) did not answer 200: see loadtest-results/smoke-*.log")
 

@@ -1,12 +1,16 @@
-"""asgi: gunicorn's own ASGI worker, one asyncio event loop per CPU.
+"""asgi: gunicorn's own ASGI worker, one event loop (uvloop) per CPU.
 
 For: async views (async def) and streaming responses. Django runs sync views and
 sync middleware under ASGI in a thread per request, one extra hop each: for a
-service whose views are sync, gthread does the same work faster (on 2 CPUs,
-100 clients on /demo/io?ms=50: 250 to 320 requests/s here, gthread 457).
+service whose views are sync, that costs about twice gthread's CPU per request
+(3 ms against 1.4 on /demo/io?ms=50 here, 2 CPUs). With 100 clients waiting
+50 ms each, asgi still served 531 requests/s where gthread's 24 threads, all
+busy, served 454; on /demo/db?ms=50 and the mixed scenario gthread led, 429
+and 440 against 304 and 285 (`nox -s loadtest`, see README.md).
 
 gunicorn's worker (stable since gunicorn 25.1) rather than uvicorn-worker: no
-extra dependency, and the same settings, signals and logs as the other presets.
+other server to install, and the same settings, signals and logs as the other
+presets.
 Neither limits connections per worker (worker_connections is ignored).
 
 Sizing: one worker per CPU: one event loop uses one CPU at most.
@@ -29,6 +33,19 @@ Traps:
   and warns about once per worker: put static files behind a CDN or the proxy.
 - Keep-alive is 75 s, longer than the load balancer's idle timeout: see
   gevent.py.
+
+Event loop: uvloop, not asyncio's, for two reasons measured with `nox -s
+loadtest` (2 CPUs, psycopg2, 100 clients, three runs each):
+- asyncio accepts up to 100 waiting connections each time the listening
+  socket wakes a worker, and keep-alive keeps each connection with the worker
+  that accepted it: 100 clients connecting at once ended 4/96, 27/73 or 81/19
+  between 2 workers, and the busy worker, with one CPU and half the database
+  pool, did the work of both (/demo/db?ms=50: 232 requests/s at worst).
+  With uvloop, six fresh servers split them 46/54 to 54/46.
+- It is faster, even against an asyncio loop made to accept one connection
+  per wake-up: /demo/io?ms=50 377 to 437 requests/s (mean 416) against 335 to
+  412 (370); /demo/db?ms=50 316 to 410 (350) against 304 to 323 (313): 12 %
+  either way, with no failed request in either.
 """
 
 from config.gunicorn import common
@@ -38,6 +55,7 @@ worker_class = "asgi"
 wsgi_app = f"{common.DJANGO_PROJECT}.asgi:application"
 workers, workers_from = common.size_workers(common.cpu.cpus, "CPUs")
 asgi_lifespan = "off"
+asgi_loop = "uvloop"  # see above; a dependency of the project
 keepalive = 75
 # As in sync.py: fork from a master that has imported Django already.
 preload_app = True

@@ -41,6 +41,13 @@ Traps:
   AWS ALB and nginx): a server that closes an idle connection first races the
   balancer's next request on it, which gets a 502. (Google Cloud keeps backend
   connections 600 s: use --keep-alive 620 there.)
+- Keep-alive keeps each client with the worker that accepted it. When a worker
+  restarts after max_requests, its clients reconnect to the workers still
+  running, which keep them, each with only its share of the pool: with one of
+  2 workers holding 93 % of 100 clients, /demo/db?ms=50 ran at 460 requests/s
+  instead of 650 to 700 (`nox -s loadtest` shows the "busiest worker"). More
+  workers, on more CPUs, make a smaller share; so does a proxy in front that
+  recycles its connections (see README.md, "Traps, measured").
 """
 
 from gevent import monkey

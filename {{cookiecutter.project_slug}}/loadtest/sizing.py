@@ -1,0 +1,60 @@
+"""A preset's effective sizing, read from gunicorn itself, never recomputed here.
+
+gunicorn's `--print-config` gives the worker class, workers, threads and
+worker_connections after the preset, the environment and any gunicorn option
+have had their say. The database connections the preset may open come from its
+start-up line ("database: ..., 40 at most"); the baseline has no such line and
+opens at most one connection per request in flight.
+"""
+
+import re
+from dataclasses import asdict, dataclass
+
+from config.gunicorn.cpu import cpu_budget
+
+
+@dataclass(frozen=True)
+class Sizing:
+    worker_class: str
+    workers: int
+    threads: int
+    worker_connections: int
+    cpus: int  # the server's CPU budget
+    database_connections: int | None = None  # None: no more than one per slot
+
+    @classmethod
+    def from_print_config(cls, config, server_cpus):
+        return cls(
+            worker_class=config["worker_class"],
+            workers=int(config["workers"]),
+            threads=int(config["threads"]),
+            worker_connections=int(config["worker_connections"]),
+            cpus=cpu_budget(affinity=len(server_cpus) if server_cpus else None).cpus,
+        )
+
+    def with_startup_line(self, line):
+        """The sizing, with the database connections the preset's start-up line reports."""
+        match = re.search(r"database: [^;]*?(\d+) at most", line or "")
+        if match is None:
+            return self
+        return type(self)(**{**asdict(self), "database_connections": int(match.group(1))})
+
+    @property
+    def slots(self):
+        """Requests the workers run at once; None: no limit (the asgi worker has none)."""
+        per_worker = {
+            "sync": 1,
+            "gthread": self.threads,
+            "gevent": self.worker_connections,
+        }.get(self.worker_class)
+        return None if per_worker is None else self.workers * per_worker
+
+    def __str__(self):
+        each = {
+            "gthread": f" x {self.threads} threads",
+            "gevent": f" x {self.worker_connections} connections",
+        }.get(self.worker_class, "")
+        text = f"{self.workers} {self.worker_class} worker{'s' if self.workers > 1 else ''}{each}"
+        if self.database_connections is not None:
+            text += f", {self.database_connections} database connections at most"
+        return text
