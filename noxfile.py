@@ -45,9 +45,14 @@ def demo(session):
 
 @nox.session
 def lock(session):
-    """Re-lock the generated project's runtime dependencies, one lock per database driver."""
+    """Re-lock the generated project's runtime dependencies, one lock per database driver.
+
+    With hashes: the image installs them with --require-hashes --no-deps, so every file is
+    checked and nothing the lock does not name is installed.
+    """
     session.install("-r", "tests/requirements.txt")
     tmp = Path(session.create_tmp())
+    command = "uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes"
     for driver in ("psycopg", "psycopg2"):
         project = tmp / driver
         shutil.rmtree(project, ignore_errors=True)
@@ -57,11 +62,12 @@ def lock(session):
         lock_file = TEMPLATE_PROJECT / f"requirements-{driver}.lock"
         with session.chdir(project / "my_service"):
             session.run(
-                "uv", "pip", "compile", "pyproject.toml", "--universal",
-                "--python-version", "3.11", "--quiet", "--custom-compile-command",
-                "uv pip compile pyproject.toml --universal --python-version 3.11 "
-                "-o requirements.lock",
-                "-o", str(lock_file),
+                *command.split(),
+                "--quiet",
+                "--custom-compile-command",
+                f"{command} -o requirements.lock",
+                "-o",
+                str(lock_file),
             )
         # The lock is rendered with the project: name the baked project, not my-service.
         lock_file.write_text(

@@ -9,7 +9,7 @@ DATABASE_DRIVER = {{ cookiecutter.database_driver | tojson }}
 USE_DOCKER = {{ "True" if cookiecutter.use_docker else "False" }}
 INCLUDE_DEMO_ENDPOINTS = {{ "True" if cookiecutter.include_demo_endpoints else "False" }}
 
-DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
+DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore", "deploy"]
 PSYCOPG2_FILES = [f"{PROJECT_SLUG}/db/pooled_psycopg2"]
 # The load test stays (it runs your own Locust file); its demo scenarios and smoke test go.
 DEMO_FILES = [
@@ -45,12 +45,15 @@ def write_local_env():
     env_file = Path(".env")
     if env_file.exists():
         return
-    env_file.write_text(
-        "# Local development only; .gitignore keeps this file out of git.\n"
-        f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}\n"
-        "DJANGO_DEBUG=true\n",
-        encoding="utf-8",
-    )
+    lines = [
+        "# Local development only; .gitignore keeps this file out of git.",
+        f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}",
+        "DJANGO_DEBUG=true",
+    ]
+    if USE_DOCKER:
+        # compose's PostgreSQL; letters and digits only, since it goes into DATABASE_URL.
+        lines.append(f"POSTGRES_PASSWORD={secrets.token_hex(16)}")
+    env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     env_file.chmod(0o600)
 
 

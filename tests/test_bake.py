@@ -77,7 +77,14 @@ ALWAYS_PRESENT = [
     "loadtest/run.py",
     "loadtest/report.py",
 ]
-DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
+DOCKER_FILES = [
+    "Dockerfile",
+    "compose.yaml",
+    ".dockerignore",
+    "deploy/kubernetes/base/kustomization.yaml",
+    "deploy/kubernetes/base/deployment.yaml",
+    *(f"deploy/kubernetes/overlays/{preset}/kustomization.yaml" for preset in WORKER_MODELS),
+]
 DEMO_FILES = [
     f"{SLUG}/demo/__init__.py",
     "tests/test_demo.py",
@@ -281,6 +288,10 @@ def test_local_env_has_a_long_random_secret_and_stays_out_of_git(baked):
     assert len(set(secret)) >= 20
     assert secret != "change-me"
     assert env_file.stat().st_mode & 0o077 == 0, "readable by other users"
+    # compose's PostgreSQL takes its password from .env, and only a Docker bake has compose.
+    assert ("POSTGRES_PASSWORD" in values) == answers["use_docker"]
+    if answers["use_docker"]:
+        assert re.fullmatch(r"[0-9a-f]{32}", values["POSTGRES_PASSWORD"])
     ignored = (project / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert ".env" in ignored
     if answers["use_docker"]:

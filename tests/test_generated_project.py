@@ -142,4 +142,13 @@ def test_lint_session_passes_with_the_projects_own_tools(installed_project):
     assert result.returncode == 0, output
     for command in ("ruff check .", "ruff format --check .", "hadolint Dockerfile"):
         assert f"nox > {command}" in output, output
+    # Every overlay rendered and checked against the Kubernetes schemas, or the base alone
+    # where neither kustomize nor kubectl is installed (.ci/run installs kustomize).
+    checked = "passed for resource deployment/my-service"
+    overlays = ("sync", "gthread", "gevent", "asgi")
+    if shutil.which("kustomize") or shutil.which("kubectl"):
+        for overlay in overlays:
+            assert f"{overlay}.yaml passed for resource deployment/my-service" in output, output
+    else:
+        assert checked in output, output
     assert "Session lint was successful" in output, output

@@ -1,4 +1,9 @@
 """Developer tasks: `nox -s tests`, `nox -s lint`. `nox -l` lists them all."""
+{%- if cookiecutter.use_docker %}
+
+import shutil
+from pathlib import Path
+{%- endif %}
 
 import nox
 
@@ -16,12 +21,41 @@ def tests(session):
 
 @nox.session
 def lint(session):
-    """Lint and format-check the code{% if cookiecutter.use_docker %} and the Dockerfile{% endif %}."""
+    """Lint and format-check the code{% if cookiecutter.use_docker %}, the Dockerfile and the Kubernetes manifests{% endif %}."""
     session.install("-e", ".[dev]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 {%- if cookiecutter.use_docker %}
     session.run("hadolint", "Dockerfile")
+    session.run("kubernetes-validate", "--strict", *kubernetes_manifests(session))
+
+
+KUBERNETES = Path("deploy/kubernetes")
+
+
+def kubernetes_manifests(session):
+    """Each overlay, rendered by kustomize or kubectl if either is installed; else the base."""
+    render = next(
+        (
+            tool
+            for tool in (["kustomize", "build"], ["kubectl", "kustomize"])
+            if shutil.which(tool[0])
+        ),
+        None,
+    )
+    if render is None:
+        session.warn("Neither kustomize nor kubectl is installed: the overlays are not checked")
+        return [
+            str(path)
+            for path in (KUBERNETES / "base").glob("*.yaml")
+            if path.name != "kustomization.yaml"
+        ]
+    rendered = Path(session.create_tmp()) / "kubernetes"
+    rendered.mkdir(exist_ok=True)
+    for overlay in sorted((KUBERNETES / "overlays").iterdir()):
+        output = session.run(*render, str(overlay), silent=True, external=True)
+        (rendered / f"{overlay.name}.yaml").write_text(output)
+    return [str(path) for path in sorted(rendered.glob("*.yaml"))]
 {%- endif %}
 
 
