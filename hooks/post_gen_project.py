@@ -10,7 +10,6 @@ USE_DOCKER = {{ "True" if cookiecutter.use_docker else "False" }}
 INCLUDE_DEMO_ENDPOINTS = {{ "True" if cookiecutter.include_demo_endpoints else "False" }}
 
 DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore", "deploy"]
-PSYCOPG2_FILES = [f"{PROJECT_SLUG}/db/pooled_psycopg2"]
 # The load test stays (it runs your own Locust file); its demo scenarios and smoke test go.
 DEMO_FILES = [
     f"{PROJECT_SLUG}/demo",
@@ -62,8 +61,6 @@ def main():
         remove(DOCKER_FILES)
     if not INCLUDE_DEMO_ENDPOINTS:
         remove(DEMO_FILES)
-    if DATABASE_DRIVER != "psycopg2":
-        remove(PSYCOPG2_FILES)
     keep_lock_of_chosen_driver()
     write_local_env()
     print(

@@ -311,26 +311,19 @@ def test_healthcheck_module(project, running_server):
         assert up.returncode == 0, up.stderr
 
 
-def test_a_copied_preset_serves_a_bare_django_project(project, running_server, tmp_path):
-    """What the project README tells an existing project to do, done to `startproject`."""
+def test_the_kit_serves_a_bare_django_project(project, running_server, tmp_path):
+    """config/gunicorn/ copied into `startproject`'s output, nothing else changed."""
     site = tmp_path / "mysite"
     site.mkdir()
     started = run(project, project.bin("django-admin"), "startproject", "mysite", str(site))
     assert started.returncode == 0, started.stderr
-    # The preset, and the three modules every preset imports; no __init__.py is needed.
-    (site / "config" / "gunicorn").mkdir(parents=True)
-    for name in ("gthread.py", "common.py", "cpu.py", "environment.py"):
-        shutil.copy(project.path / "config" / "gunicorn" / name, site / "config" / "gunicorn")
-    common = site / "config" / "gunicorn" / "common.py"
-    original = 'DJANGO_PROJECT = "config"\n'
-    assert common.read_text().count(original) == 1
-    common.write_text(common.read_text().replace(original, 'DJANGO_PROJECT = "mysite"\n'))
+    shutil.copytree(project.path / "config" / "gunicorn", site / "config" / "gunicorn")
 
     port = free_port()
     with running_server(
         [project.bin("gunicorn"), "-c", "config/gunicorn/gthread.py"],
         cwd=site,
-        env=environment(project, PORT=str(port)),
+        env=environment(project, PORT=str(port), DJANGO_SETTINGS_MODULE="mysite.settings"),
         port=port,
         ready_path="/admin/login/",  # a bare project has no probes: its one page
     ) as server:
@@ -339,6 +332,7 @@ def test_a_copied_preset_serves_a_bare_django_project(project, running_server, t
         assert b"Django administration" in body
         line = server.startup_line()
     assert "Preset gthread: " in line
+    assert line.endswith("database: not PostgreSQL, no budget to keep"), line
     assert server.returncode == 0, server.log
     assert "Traceback" not in server.log
 

@@ -4,13 +4,15 @@ Every value that differs between machines comes from the environment, under
 the names most hosting platforms already use (DATABASE_URL, DJANGO_SECRET_KEY,
 ...). A local `.env` file is read too; real environment variables win over it.
 Bad values stop start-up with one line naming the variable (see manage.py and
-config/gunicorn/common.py, which print it without a traceback).
+config/gunicorn/startup.py, which print it without a traceback).
 """
 
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
-from environs import Env, EnvValidationError, validate
+from environs import Env, EnvValidationError
+
+from config.gunicorn.database.settings import pooled
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,23 +32,14 @@ DEMO_ENDPOINTS = env.bool("DJANGO_DEMO_ENDPOINTS", False)
 # Persistent connections, checked before reuse: a thread (sync, gthread) keeps its
 # connection CONN_MAX_AGE seconds, which saves a new connection per request (about
 # 10 ms here), and a connection the server or a proxy closed meanwhile is replaced,
-# not failed. The pooled presets (gevent, asgi) turn both off, below.
-DATABASES = {
-    "default": env.dj_db_url(
-        "DATABASE_URL",
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=env.int("DJANGO_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
-    )
-}
-# Connections per process in a pool, set by the gunicorn master for the gevent and asgi
-# presets (budget / workers, see config/gunicorn/common.py); unset or 0: no pool.
-DB_POOL_SIZE = env.int("DJANGO_DB_POOL_SIZE", 0, validate=validate.Range(min=0))
-# How long a request waits for a pooled connection before its 503: time for a burst to
-# drain (1000 requests of a gevent worker, 20 connections, 50 ms each: 2.5 s), well
-# short of the 60 s after which load balancers give up on a request themselves.
-DB_POOL_TIMEOUT = env.float(
-    "DJANGO_DB_POOL_TIMEOUT", 10.0, validate=validate.Range(min=0, min_inclusive=False)
+# not failed. Where the gunicorn master plans a pool (gevent, asgi, and gthread on 5
+# CPUs or more), pooled() turns both off and gives the database its pool: see
+# config/gunicorn/database/settings.py.
+database = env.dj_db_url(
+    "DATABASE_URL",
+    default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+    conn_max_age=env.int("DJANGO_CONN_MAX_AGE", 60),
+    conn_health_checks=True,
 )
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 60 * 60 * 24 * 365)
@@ -69,34 +62,7 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-local-development-only"
 
-if DB_POOL_SIZE:
-    # Each request gives its connection back at its end: to the pool, or closed (SQLite).
-    # Kept, it would stay with its greenlet or ASGI thread, and Django refuses pools with it.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # Nor a health check each time the pool lends a connection: that round trip, made
-    # while holding a connection other requests wait for, cost 15% of the throughput
-    # (gevent, 500 clients on /demo/db?ms=50: 565 to 585 requests/s with it, 660 to 710
-    # without). A connection the server closed while idle in the pool fails one request
-    # (a 503, Retry-After: 1), then is dropped.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # A readiness probe must answer quickly when the database is unreachable.
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
-{%- if cookiecutter.database_driver == "psycopg" %}
-    if DB_POOL_SIZE:
-        # Django's pool (psycopg_pool): connections are opened as requests need them, and
-        # closed after 10 idle minutes.
-        DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": 0,
-            "max_size": DB_POOL_SIZE,
-            "timeout": DB_POOL_TIMEOUT,
-        }
-{%- else %}
-    if DB_POOL_SIZE:
-        # Django's own pool needs psycopg 3: this backend gives psycopg2 the same contract.
-        DATABASES["default"]["ENGINE"] = "{{ cookiecutter.project_slug }}.db.pooled_psycopg2"
-        DATABASES["default"]["POOL"] = {"max_size": DB_POOL_SIZE, "timeout": DB_POOL_TIMEOUT}
-{%- endif %}
+DATABASES = {"default": pooled(database)}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -114,7 +80,7 @@ MIDDLEWARE = [
     # call them by IP over plain HTTP.
     "{{ cookiecutter.project_slug }}.probes.ProbeMiddleware",
     # A database that is down or a pool that is exhausted is a 503, not a 500.
-    "{{ cookiecutter.project_slug }}.db.middleware.DatabaseUnavailableMiddleware",
+    "config.gunicorn.database.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -10,6 +10,7 @@ opens at most one connection per request in flight.
 import re
 from dataclasses import asdict, dataclass
 
+from config.gunicorn import sizing as rules
 from config.gunicorn.cpu import cpu_budget
 
 
@@ -42,11 +43,9 @@ class Sizing:
     @property
     def slots(self):
         """Requests the workers run at once; None: no limit (the asgi worker has none)."""
-        per_worker = {
-            "sync": 1,
-            "gthread": self.threads,
-            "gevent": self.worker_connections,
-        }.get(self.worker_class)
+        per_worker = rules.Sizing(
+            self.worker_class, self.workers, "", self.threads, self.worker_connections
+        ).concurrency
         return None if per_worker is None else self.workers * per_worker
 
     def __str__(self):

@@ -39,11 +39,15 @@ PRODUCTION = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_DEBUG": "f
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG: Not a valid boolean."),
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL: Not a valid database URL."),
         ({"DJANGO_CONN_MAX_AGE": "forever"}, "DJANGO_CONN_MAX_AGE: Not a valid integer."),
+        ({"DJANGO_DB_POOL_SIZE": "-1"}, "DJANGO_DB_POOL_SIZE='-1' is out of range: use 1"),
         (
-            {"DJANGO_DB_POOL_SIZE": "-1"},
-            "DJANGO_DB_POOL_SIZE: Must be greater than or equal to 0.",
+            {"DJANGO_DB_POOL_TIMEOUT": "0"},
+            "DJANGO_DB_POOL_TIMEOUT='0' is not a number above 0: use e.g. 10",
         ),
-        ({"DJANGO_DB_POOL_TIMEOUT": "0"}, "DJANGO_DB_POOL_TIMEOUT: Must be greater than 0."),
+        (
+            {"DJANGO_DB_TRANSACTION_POOLING": "maybe"},
+            "DJANGO_DB_TRANSACTION_POOLING='maybe' is not true or false",
+        ),
     ],
 )
 def test_bad_configuration_stops_with_one_line(overrides, expected):
@@ -109,9 +113,20 @@ def test_a_pool_when_the_gunicorn_master_sets_its_size():
     assert database["ENGINE"] == "django.db.backends.postgresql"
     assert database["OPTIONS"]["pool"] == {"min_size": 0, "max_size": 20, "timeout": 10.0}
 {%- else %}
-    assert database["ENGINE"] == "{{ cookiecutter.project_slug }}.db.pooled_psycopg2"
+    assert database["ENGINE"] == "config.gunicorn.database.pooled_psycopg2"
     assert database["POOL"] == {"max_size": 20, "timeout": 10.0}
 {%- endif %}
+
+
+def test_transaction_pooling_keeps_nothing_beyond_a_transaction():
+    database = database_settings(
+        DATABASE_URL=POSTGRESQL, DJANGO_DB_POOL_SIZE="20", DJANGO_DB_TRANSACTION_POOLING="true"
+    )
+    assert database["DISABLE_SERVER_SIDE_CURSORS"] is True
+{%- if cookiecutter.database_driver == "psycopg" %}
+    assert database["OPTIONS"]["prepare_threshold"] is None
+{%- endif %}
+    assert database["CONN_MAX_AGE"] == 0
 
 
 def test_no_pool_on_sqlite_but_no_persistent_connections_either():

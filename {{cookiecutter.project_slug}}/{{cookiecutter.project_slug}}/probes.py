@@ -13,7 +13,7 @@ the HTTPS redirect, and keeps them cheap: no session, no CSRF, no URL routing.
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 
-from .db.middleware import database_unavailable_response
+from config.gunicorn.database.middleware import database_unavailable_response
 
 
 def healthz():

@@ -1,1 +1,17 @@
-"""Gunicorn presets, one per worker model: `python -m config.gunicorn` starts one."""
+"""Gunicorn presets, one per worker model, and what keeps their promises: a kit to copy.
+
+    sync.py gthread.py gevent.py asgi.py   the presets: `gunicorn -c config/gunicorn/gevent.py`
+    __main__.py     `python -m config.gunicorn`: the preset named by GUNICORN_PRESET
+    base.py         the production settings every preset shares, and its hooks
+    sizing.py       workers, threads, connections from the CPU budget: every preset's rule
+    cpu.py          the CPU budget: affinity and cgroup quotas
+    environment.py  the environment variables, checked
+    startup.py      what the master checks before any worker forks; the start-up line
+    cooperative.py  the gevent preset's checks: patched first, a driver that waits cooperatively
+    healthcheck.py  `python -m config.gunicorn.healthcheck`, the container's health check
+    database/       the connection plan (plan.py), the settings that apply it (settings.py),
+                    their check (verify.py), the 503 (middleware.py), a pool for psycopg2
+
+It imports nothing of the project around it: README.md, "Using a preset in an existing
+Django project", says how to copy it into another.
+"""

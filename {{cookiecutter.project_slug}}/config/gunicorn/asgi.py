@@ -48,15 +48,16 @@ loadtest` (2 CPUs, psycopg2, 100 clients, three runs each):
   either way, with no failed request in either.
 """
 
-from config.gunicorn import common
-from config.gunicorn.common import *  # noqa: F403 - shared settings, hooks: common.__all__
+from config.gunicorn import base
+from config.gunicorn.base import *  # noqa: F403 - shared settings, hooks: base.__all__
 
 worker_class = "asgi"
-wsgi_app = f"{common.DJANGO_PROJECT}.asgi:application"
-workers, workers_from = common.size_workers(common.cpu.cpus, "CPUs")
+wsgi_app = f"{base.DJANGO_PROJECT}.asgi:application"
+sized = base.size("asgi")
+workers = sized.workers
 asgi_lifespan = "off"
 asgi_loop = "uvloop"  # see above; a dependency of the project
 keepalive = 75
 # As in sync.py: fork from a master that has imported Django already.
 preload_app = True
-when_ready = common.log_startup("asgi", workers, workers_from)
+when_ready = base.log_startup("asgi", sized)

@@ -20,7 +20,7 @@ before any worker forks, checks the rest:
 
 Workers are forked from the master, so they inherit all of it, the wait
 callback included. A failed check stops gunicorn with one line, and no worker
-started, like the checks in common.py. (Refused by each worker instead, the
+started, like the checks in startup.py. (Refused by each worker instead, the
 same check fails in every worker at once, and gunicorn 27's master then dies
 with a traceback of its own, exit status 1.)
 """
@@ -32,7 +32,7 @@ from importlib.util import find_spec
 
 from gevent import monkey
 
-from config.gunicorn.common import DJANGO_PROJECT
+from config.gunicorn.base import SETTINGS_MODULE
 
 PATCHED_MODULES = ("socket", "ssl", "threading", "select")
 PSYCOPG_COOPERATIVE_SINCE = (3, 1, 14)
@@ -90,7 +90,7 @@ def require_a_connection_per_greenlet():
     from django.db import DEFAULT_DB_ALIAS, connections
 
     # As wsgi.py does, for a master that has not loaded the app (preload_app off).
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{DJANGO_PROJECT}.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
 
     def connection():
         return connections[DEFAULT_DB_ALIAS]  # a wrapper object: nothing connects yet

@@ -12,13 +12,21 @@
                                  networks, comma-separated, or * for any; default
                                  127.0.0.1,::1
     GUNICORN_CONTROL_SOCKET      path of the control socket for `gunicornc`; default none
-    DATABASE_CONNECTION_BUDGET   PostgreSQL connections all workers together may open;
-                                 1 to 10000, default 40 (see common.py)
+    DATABASE_CONNECTION_BUDGET   PostgreSQL connections all workers together may open
+                                 to each database; 1 to 10000, default 40 (see
+                                 database/plan.py)
+
+Read by the Django settings (database/settings.py), not by gunicorn:
+
+    DJANGO_DB_POOL_TIMEOUT       seconds a request waits for a pooled connection
+                                 before its 503; above 0, default 10
+    DJANGO_DB_TRANSACTION_POOLING  true behind PgBouncer in transaction mode
 
 Unset or empty means the default. Any other value outside its range stops
 start-up with one line that names the variable, the value and what is allowed.
-This module only reads: it is shared by the presets and by `python -m
-config.gunicorn`, which checks the environment before gunicorn starts.
+This module only reads: it is shared by the presets, by `python -m
+config.gunicorn`, which checks the environment before gunicorn starts, and by
+the settings.
 """
 
 import ipaddress
@@ -65,6 +73,32 @@ def whole_number(environ, name, low, high, default=None, limit_from=None):
     if not low <= value <= high:
         raise BadSetting(f"{name}={raw!r} is out of range: {allowed}")
     return value
+
+
+def positive_number(environ, name, default):
+    """`environ[name]` as a number above 0 (seconds, say), or `default` when unset or empty."""
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise BadSetting(f"{name}={raw!r} is not a number above 0: use e.g. {default:g}")
+    return value
+
+
+def boolean(environ, name, default=False):
+    """`environ[name]` as true or false (also 1/0, yes/no, on/off), or `default`."""
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise BadSetting(f"{name}={environ[name]!r} is not true or false")
 
 
 def ip_networks(environ, name, default):

@@ -11,7 +11,7 @@ concurrency comes from connections, which cost a few KB each, not threads.
 
 Cost: 2 CPUs: 2 processes (60 MB each here) and 2000 requests at a time, but
 never more database connections than DATABASE_CONNECTION_BUDGET (40 by
-default, see environment.py): each worker gets a pool of budget / workers
+default, see database/plan.py): each worker gets a pool of budget / workers
 connections (20 here), shared by its greenlets. A request that finds them all
 busy waits up to DJANGO_DB_POOL_TIMEOUT (10 s), then gets a 503. CONN_MAX_AGE
 is 0: a connection goes back to the pool at the end of each request. Without
@@ -21,9 +21,8 @@ connection (about 10 ms here) and bursts still ran PostgreSQL out of them.
 Measured on 2 CPUs, 500 clients on /demo/db?ms=50, bound 40 / 50 ms = 800
 requests/s: 660 to 710 requests/s with either driver, no errors, 40
 connections at most, p99 about 1 s (the wait for the pool).
-A copy of this preset in another project needs settings that do the same
-when DJANGO_DB_POOL_SIZE is set: CONN_MAX_AGE = 0 and a pool of that size (see
-config/settings.py).
+The settings must do the same: pooled() (database/settings.py) makes them, and
+the master refuses to start when they do not (database/verify.py).
 
 Traps:
 - Anything that blocks without yielding (CPU-bound code, a C library doing its
@@ -54,15 +53,16 @@ from gevent import monkey
 
 monkey.patch_all()
 
-from config.gunicorn import common, cooperative  # noqa: E402 - after the patch, on purpose
-from config.gunicorn.common import *  # noqa: E402, F403 - shared settings, hooks: common.__all__
+from config.gunicorn import base, cooperative  # noqa: E402 - after the patch, on purpose
+from config.gunicorn.base import *  # noqa: E402, F403 - shared settings, hooks: base.__all__
 
 worker_class = "gevent"
-workers, workers_from = common.size_workers(common.cpu.cpus, "CPUs")
-worker_connections = common.env.worker_connections or 1000
+sized = base.size("gevent")
+workers = sized.workers
+worker_connections = sized.worker_connections
 keepalive = 75
 # Import Django once in the master, after the patch, then fork, as sync.py does: workers
 # boot in milliseconds and share the imported code's memory pages.
 preload_app = True
 on_starting = cooperative.on_starting
-when_ready = common.log_startup("gevent", workers, workers_from)
+when_ready = base.log_startup("gevent", sized)

@@ -11,10 +11,12 @@ the +1 covers a worker that is restarting (max_requests) or busy computing.
 waiting; more threads per process only queue on the GIL.
 
 Cost: 2 CPUs: 3 processes (50 to 60 MB each here), 24 requests at a time, and up
-to 24 database connections (one per thread, kept CONN_MAX_AGE seconds); more
-than DATABASE_CONNECTION_BUDGET (40), and the first worker logs a warning at
-start-up. Measured on 2 CPUs, 100 clients on /demo/io?ms=50: 457 requests/s of
-the 480 bound.
+to 24 database connections (one per thread, kept CONN_MAX_AGE seconds). Where
+workers x threads would exceed DATABASE_CONNECTION_BUDGET (40: from 5 CPUs on),
+each worker shares a pool of budget / workers between its threads instead
+(database/plan.py): 16 workers, 200 clients on /demo/db?ms=50 opened 32
+connections, with no error. Measured on 2 CPUs, 100 clients on /demo/io?ms=50:
+454 requests/s of the 469 bound.
 
 Trap, measured here with gunicorn 27.0.1 (5 workers x 8 threads, 100 keep-alive
 clients, /demo/io?ms=50 for 10 s, bound 780 requests/s): a gthread worker
@@ -37,14 +39,15 @@ Other traps:
 - Code that is not thread-safe (module-level state, some C libraries): use sync.
 """
 
-from config.gunicorn import common
-from config.gunicorn.common import *  # noqa: F403 - shared settings, hooks: common.__all__
+from config.gunicorn import base
+from config.gunicorn.base import *  # noqa: F403 - shared settings, hooks: base.__all__
 
 worker_class = "gthread"
-workers, workers_from = common.size_workers(common.cpu.cpus + 1, "CPUs + 1")
-threads = common.env.threads or 8
-worker_connections = common.env.worker_connections or threads
+sized = base.size("gthread")
+workers = sized.workers
+threads = sized.threads
+worker_connections = sized.worker_connections
 keepalive = 0
 # As in sync.py: fork from a master that has imported Django already.
 preload_app = True
-when_ready = common.log_startup("gthread", workers, workers_from)
+when_ready = base.log_startup("gthread", sized)

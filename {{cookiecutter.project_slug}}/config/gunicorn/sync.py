@@ -21,13 +21,14 @@ Traps:
   in front, as gunicorn expects.
 """
 
-from config.gunicorn import common
-from config.gunicorn.common import *  # noqa: F403 - shared settings, hooks: common.__all__
+from config.gunicorn import base
+from config.gunicorn.base import *  # noqa: F403 - shared settings, hooks: base.__all__
 
 worker_class = "sync"
-workers, workers_from = common.size_workers(2 * common.cpu.cpus + 1, "2 x CPUs + 1")
+sized = base.size("sync")
+workers = sized.workers
 # Import Django once in the master, then fork: workers boot in milliseconds (so
 # max_requests restarts are cheap) and share the imported code's memory pages.
 # Nothing may connect to the database at import: the workers would share the socket.
 preload_app = True
-when_ready = common.log_startup("sync", workers, workers_from)
+when_ready = base.log_startup("sync", sized)

@@ -1,0 +1,135 @@
+"""What every gunicorn preset shares: production settings, and the hooks that keep them honest.
+
+A preset imports the settings below by name (gunicorn reads a config file's
+module-level names), then adds its worker model and its sizing (sizing.py).
+gunicorn's own command-line flags and GUNICORN_CMD_ARGS still win over any of
+them.
+
+gunicorn imports this module in the master, before any worker forks: an
+environment variable out of range (environment.py) or Django settings that do
+not load stop start-up here, with one line and no worker started. The hooks
+plan the database connections and check the settings against the plan
+(startup.py).
+
+Upstream limit: gunicorn itself reads WEB_CONCURRENCY before it reads this
+file, and a value that is not a number stops it with a traceback. `python -m
+config.gunicorn` checks the environment first and prints one line instead.
+"""
+
+import os
+import sys
+
+from config.gunicorn import sizing, startup
+from config.gunicorn.cpu import cpu_budget
+from config.gunicorn.environment import BadSetting, read_environment
+
+# What every preset takes as it is, by `from config.gunicorn.base import *`: gunicorn
+# reads a config file's module-level names. A preset's own assignments come after it.
+__all__ = [
+    "access_log_format",
+    "accesslog",
+    "bind",
+    "control_socket",
+    "control_socket_disable",
+    "forwarded_allow_ips",
+    "graceful_timeout",
+    "limit_request_field_size",
+    "limit_request_fields",
+    "limit_request_line",
+    "max_requests",
+    "max_requests_jitter",
+    "nworkers_changed",
+    "timeout",
+    "worker_tmp_dir",
+    "wsgi_app",
+]
+
+# The Django project: its settings module, and the package beside it that holds wsgi.py
+# and asgi.py (config.settings: config.wsgi, config.asgi).
+SETTINGS_MODULE = os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+DJANGO_PROJECT = SETTINGS_MODULE.rpartition(".")[0] or SETTINGS_MODULE
+
+try:
+    env = read_environment()
+except BadSetting as exc:
+    sys.exit(str(exc))
+cpu = cpu_budget()
+startup.check_django_settings(SETTINGS_MODULE)
+
+
+def size(model):
+    """The preset's sizing on this machine's CPU budget and environment."""
+    return sizing.size(model, cpu.cpus, env)
+
+
+def nworkers_changed(server, workers, previous):
+    """Plan the database connections whenever the number of workers is set."""
+    if previous is None and server.cfg.worker_class_str == "gevent":
+        monkey = sys.modules["gevent.monkey"]  # gunicorn has imported the worker class
+        if not monkey.is_module_patched("socket"):
+            # -k gevent over another preset: Django would be imported unpatched, and its
+            # connections shared by every greenlet of a worker.
+            sys.exit(
+                "The gevent worker needs the gevent preset, which monkey-patches first: "
+                "GUNICORN_PRESET=gevent, or gunicorn -c config/gunicorn/gevent.py"
+            )
+    startup.plan_connections(server, workers, previous, env.database_connection_budget)
+
+
+def log_startup(preset, sized):
+    """A when_ready hook: check the settings against the plan, then log the configuration."""
+
+    def when_ready(server):
+        startup.verify_and_log(server, preset, sized, cpu, env.database_connection_budget)
+
+    return when_ready
+
+
+wsgi_app = f"{DJANGO_PROJECT}.wsgi:application"
+bind = [f"0.0.0.0:{env.port}"]
+
+# A worker that has not reported to the master for this long is killed. A sync
+# worker reports between requests, so this is the longest a request may run.
+# gthread, gevent and asgi workers report while requests wait: for them it only
+# catches a stuck main thread or event loop (see each preset).
+timeout = env.timeout
+
+# On SIGTERM, requests in flight get this long to finish: less than the 30 s that
+# Kubernetes, ECS and Heroku wait before SIGKILL. (docker stop waits 10 s: give
+# the container a longer stop_grace_period.)
+graceful_timeout = 25
+
+# Replace a worker after 10,000 requests, give or take 1,000 so that workers do
+# not restart together: caps slow memory growth (leaks, fragmentation). A new
+# worker forks in milliseconds from the master, where every preset has imported
+# Django already (preload_app).
+max_requests = 10_000
+max_requests_jitter = 1_000
+
+# Each worker touches a heartbeat file every second; on a container's overlay
+# filesystem that can stall long enough to get healthy workers killed. /dev/shm
+# is in memory.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# X-Forwarded-Proto (hence request.is_secure()) and X-Forwarded-For are believed
+# only from these addresses: the load balancer's, never anyone's by default.
+forwarded_allow_ips = env.forwarded_allow_ips
+
+# Bounds on what one request can make a worker parse (gunicorn's defaults, kept
+# on purpose): a longer request line gets 414, a long query belongs in a POST
+# body; 100 header fields of up to 8 KB fit real browsers, cookies and tokens.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+# Access log on stdout, for the container runtime to collect: the combined log
+# format plus the time the request took, in milliseconds.
+accesslog = "-"
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
+
+# gunicorn 27's control socket (for `gunicornc`) is off unless
+# GUNICORN_CONTROL_SOCKET names a path. Its default, $HOME/.gunicorn/gunicorn.ctl,
+# is one path for every instance on the host (the last one started takes it over,
+# the first one to stop deletes it), and fails under a read-only or missing home.
+control_socket = env.control_socket
+control_socket_disable = env.control_socket is None

@@ -1,0 +1,113 @@
+"""What the gunicorn master checks before any worker forks, and the one line it logs.
+
+Each check stops start-up with one line saying what to change, and no worker
+started (refused in each worker instead, the same failure comes once per worker,
+and gunicorn's master then dies with a traceback of its own):
+
+- the Django settings load (a bad environment value is one line, not a
+  traceback in every worker);
+- the database connections: the plan (database/plan.py) for the final number
+  of workers, set as soon as gunicorn knows it (nworkers_changed), then
+  compared, once the settings are loaded, with what they really do
+  (database/verify.py). The start-up line reports what the settings do.
+"""
+
+import os
+import sys
+from importlib import import_module
+from importlib.util import find_spec
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.gunicorn.database.plan import BadPlan, plan_database
+from config.gunicorn.database.verify import database_problems, planned_pools
+from config.gunicorn.sizing import Sizing
+
+
+def check_django_settings(module):
+    """Import the settings module once, here, so that a bad value stops gunicorn in one line."""
+    try:
+        import_module(module)
+    except ImproperlyConfigured as exc:
+        sys.exit(f"Configuration error: {exc}")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not f"{module}.".startswith(f"{exc.name}."):
+            raise  # the settings module exists; something it imports does not
+        sys.exit(
+            f"Configuration error: no Django settings module {module!r}: set "
+            "DJANGO_SETTINGS_MODULE to your project's (e.g. mysite.settings)"
+        )
+    finally:
+        sys.modules.pop(module, None)  # workers (and a preloaded app) import it afresh
+
+
+def worker_model(cfg):
+    """sync, gthread, gevent or asgi: the worker model the settings run."""
+    return cfg.worker_class_str
+
+
+def plan_for(cfg, budget, workers=None):
+    """The database plan for gunicorn's final settings `cfg`, and `workers` if they changed."""
+    workers = cfg.workers if workers is None else workers
+    sizing = Sizing(worker_model(cfg), workers, "", cfg.threads, cfg.worker_connections)
+    return plan_database(sizing, budget)
+
+
+def plan_connections(server, workers, previous, budget):
+    """Export the plan to the workers (and to the settings the master preloads).
+
+    gunicorn calls nworkers_changed after applying the command line and before loading
+    a preloaded app. TTIN/TTOU call it again: workers forked after that get the new
+    share; running ones keep theirs until they are replaced.
+    """
+    try:
+        plan = plan_for(server.cfg, budget, workers)
+    except BadPlan as exc:
+        if previous is None:
+            sys.exit(str(exc))
+        server.log.error("%s; workers forked from now on keep the previous pool", exc)
+        return
+    os.environ.update(plan.environ())
+    if previous is not None:
+        server.log.info("%s workers: database: %s", workers, plan.describe())
+
+
+def verify_and_log(server, preset, sizing, cpu, budget):
+    """Refuse settings that do not do what the plan says; else log the start-up line."""
+    from django.conf import settings  # loaded by now: the presets preload the app
+
+    cfg = server.cfg
+    plan = plan_for(cfg, budget)
+    psycopg3 = find_spec("psycopg") is not None
+    problems = database_problems(settings.DATABASES, plan, psycopg3)
+    if problems:
+        sys.exit(problems[0])
+    pools = planned_pools(settings.DATABASES)
+    database = plan.describe(pool=pools[0] if pools else None) if pools is not None else None
+    # Command-line flags and GUNICORN_CMD_ARGS are applied after the preset.
+    source = sizing.workers_from if cfg.workers == sizing.workers else "gunicorn option"
+    each = []
+    if plan.model == "gthread":
+        each.append(f"{cfg.threads} threads")
+    if plan.model in ("gthread", "gevent"):
+        each.append(f"{cfg.worker_connections} connections")
+    workers = f"{cfg.workers} workers ({source})"
+    if each:
+        workers += f", {' and '.join(each)} each"
+    # The sync worker closes every connection, whatever keepalive says.
+    keepalive_on = cfg.keepalive and plan.model != "sync"
+    keepalive = f"{cfg.keepalive} s" if keepalive_on else "off"
+    database = (
+        f"database: {database}; budget {budget} (DATABASE_CONNECTION_BUDGET)"
+        if database
+        else "database: not PostgreSQL, no budget to keep"
+    )
+    server.log.info(
+        "Preset %s: %s; keep-alive %s; timeout %s s; CPU budget %s; %s",
+        preset,
+        workers,
+        keepalive,
+        cfg.timeout,
+        cpu,
+        database,
+    )
