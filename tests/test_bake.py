@@ -76,6 +76,11 @@ ALWAYS_PRESENT = [
     "loadtest/__main__.py",
     "loadtest/run.py",
     "loadtest/report.py",
+    # Useful with or without containers: the buffering proxy in front of any preset.
+    "deploy/nginx/default.conf",
+    "deploy/nginx/upstream.conf",
+    "config/gunicorn/workers/__init__.py",
+    "config/gunicorn/production.py",
 ]
 DOCKER_FILES = [
     "Dockerfile",
@@ -93,6 +98,8 @@ DEMO_FILES = [
     "loadtest/demo.py",
     "loadtest/locustfile.py",
     "loadtest/smoke.py",
+    "resilience/__main__.py",
+    "resilience/run.py",
 ]
 NEVER_PRESENT = ["requirements-psycopg.lock", "requirements-psycopg2.lock"]
 
@@ -236,8 +243,9 @@ def test_dependencies_follow_the_database_driver(baked):
     locked = locked_names(project)
     if answers["database_driver"] == "psycopg":
         assert "psycopg" in dependencies
-        assert {"psycopg", "psycopg-binary", "psycopg-pool"} <= locked
-        unwanted = {"psycopg2", "psycopg2-binary", "psycogreen"}
+        assert {"psycopg", "psycopg-binary"} <= locked
+        # The kit's pool serves both drivers (config/gunicorn/database/pooled/).
+        unwanted = {"psycopg2", "psycopg2-binary", "psycogreen", "psycopg-pool"}
     else:
         assert {"psycopg2-binary", "psycogreen"} <= dependencies
         assert {"psycopg2-binary", "psycogreen"} <= locked

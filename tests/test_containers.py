@@ -92,6 +92,9 @@ def test_the_image_adds_at_most_90_mib_to_its_base_and_no_pip(engine, image):
         assert "No module named pip" in run.logs()
 
 
+IN_FLIGHT = 50
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_serves_from_the_image_as_its_user_and_stops_cleanly(
     engine, image, database_url, preset
@@ -107,19 +110,25 @@ def test_every_preset_serves_from_the_image_as_its_user_and_stops_cleanly(
         assert get(f"{url}/readyz")[0] == 200
         assert container.healthcheck(), container.logs()
 
-        # A request in flight when the container is stopped is answered before gunicorn exits.
+        # 50 requests in flight when the container is stopped, more than the sync preset's
+        # workers: those waiting in the listen backlog are answered too before gunicorn exits.
         answers = []
-        in_flight = threading.Thread(target=lambda: answers.append(get(f"{url}/demo/io?ms=2000")))
-        in_flight.start()
+        in_flight = [
+            threading.Thread(target=lambda: answers.append(get(f"{url}/demo/io?ms=1000", 30)))
+            for _ in range(IN_FLIGHT)
+        ]
+        for thread in in_flight:
+            thread.start()
         time.sleep(0.5)
         stopping = time.monotonic()
         exit_code = container.stop(timeout=30)
         stopped_in = time.monotonic() - stopping
-        in_flight.join(timeout=10)
+        for thread in in_flight:
+            thread.join(timeout=10)
         logs = container.logs()
     assert exit_code == 0, logs
     assert stopped_in < 30, "stopped by SIGKILL, not by itself"
-    assert answers and answers[0][0] == 200, logs
+    assert [answer[0] for answer in answers] == [200] * IN_FLIGHT, logs
     assert f"Preset {preset}: " in logs
     assert "Traceback" not in logs
 

@@ -66,6 +66,12 @@ def readme_install_line(project, driver):
     return [requirement.strip("'") for requirement in line.split()]
 
 
+def uv_install(venv, *requirements):
+    python = str(venv / "bin" / "python")
+    uv = shutil.which("uv")
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", python, *requirements], check=True)
+
+
 @pytest.fixture(scope="module", params=DRIVERS)
 def foreign(request, installed_project, tmp_path_factory):
     """The foreign project, with the kit copied in and installed, settings not yet changed."""
@@ -75,9 +81,8 @@ def foreign(request, installed_project, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"foreign-{driver}")
     venv = root / "venv"
     subprocess.run([uv, "venv", "--quiet", "--python", "3.11", str(venv)], check=True)
-    install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-    subprocess.run([*install, *FOREIGN_REQUIREMENTS, DRIVERS[driver]], check=True)
-    subprocess.run([*install, *readme_install_line(project, driver)], check=True)  # step 2
+    uv_install(venv, *FOREIGN_REQUIREMENTS, DRIVERS[driver])
+    uv_install(venv, *readme_install_line(project, driver))  # step 2
     site = root / "site"
     site.mkdir()
     subprocess.run(
@@ -158,7 +163,8 @@ def test_without_step_3_the_pooled_presets_refuse_to_start(foreign, database_url
     assert "Traceback" not in output
 
 
-def test_djangos_own_pool_is_refused_with_psycopg2_and_taken_with_psycopg_3(foreign, database_url):
+def test_djangos_own_pool_is_refused_unless_it_can_run(foreign, database_url):
+    """Taken with psycopg 3 and psycopg_pool; without either, refused before any worker."""
     driver, site, _ = foreign
     settings = site.path / "library" / "django_pool.py"
     settings.write_text(
@@ -166,27 +172,39 @@ def test_djangos_own_pool_is_refused_with_psycopg2_and_taken_with_psycopg_3(fore
         "DATABASES['default']['CONN_MAX_AGE'] = 0\n"
         "DATABASES['default']['OPTIONS'] = {'pool': {'max_size': 20}}\n"
     )
-    server = start(
-        site,
-        "gevent",
-        database_url,
-        PORT=str(free_port()),
-        DJANGO_SETTINGS_MODULE="library.django_pool",
-    )
+
+    def serve():
+        server = start(
+            site,
+            "gevent",
+            database_url,
+            PORT=str(free_port()),
+            DJANGO_SETTINGS_MODULE="library.django_pool",
+        )
+        try:
+            output, _ = server.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # serving: stop it
+            server.terminate()
+            output, _ = server.communicate(timeout=30)
+        return server.returncode, output
+
     try:
-        output, _ = server.communicate(timeout=10)
-    except subprocess.TimeoutExpired:  # serving: stop it
-        server.terminate()
-        output, _ = server.communicate(timeout=30)
+        returncode, output = serve()
+        assert returncode == 1, output
+        refusal = {
+            "psycopg2": "Database 'default': Django's pool (OPTIONS['pool']) needs psycopg 3",
+            # The README's install line does not bring psycopg_pool: the kit has a pool.
+            "psycopg": "Database 'default': Django's pool (OPTIONS['pool']) needs psycopg_pool",
+        }[driver]
+        assert output.strip().splitlines()[-1].startswith(refusal), output
+        if driver == "psycopg":
+            uv_install(site.venv, "psycopg-pool")
+            returncode, output = serve()
+            # A pool of the planned size, as pooled() would make it: taken.
+            assert "database: a pool of 20 per worker, 40 at most" in output, output
+            assert returncode == 0, output
     finally:
         settings.unlink()
-    if driver == "psycopg2":
-        assert server.returncode == 1, output
-        refusal = "Database 'default': Django's pool (OPTIONS['pool']) needs psycopg 3"
-        assert output.strip().splitlines()[-1].startswith(refusal), output
-    else:  # a pool of the planned size, as pooled() would make it
-        assert "database: a pool of 20 per worker, 40 at most" in output, output
-        assert server.returncode == 0, output
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 
@@ -104,8 +105,9 @@ def open_connections(postgres_admin, database_url, expected, timeout=5):
         time.sleep(0.1)
 
 
-# Connections left open after one /readyz: the thread's persistent one (CONN_MAX_AGE) under
-# sync and gthread, the one back in the worker's pool under gevent and asgi.
+# Connections left open after one request to the database: the thread's persistent one
+# (CONN_MAX_AGE) under sync and gthread, the one back in the worker's pool under gevent and
+# asgi. (/readyz opens a connection of its own and closes it.)
 KEPT_CONNECTIONS = {"sync": 1, "gthread": 1, "gevent": 1, "asgi": 1}
 
 
@@ -119,9 +121,12 @@ def test_preset_serves_probes_and_static_files_then_stops_cleanly(
         launcher(project),
         GUNICORN_PRESET=preset,
         DATABASE_URL=database_url,
+        DJANGO_DEMO_ENDPOINTS="true",
     ) as server:
         assert server.get("/healthz")[0] == 200
         assert server.get("/readyz")[0] == 200
+        assert open_connections(postgres_admin, database_url, 0) == 0
+        assert server.get("/demo/db?ms=1")[0] == 200
         kept = KEPT_CONNECTIONS[preset]
         assert open_connections(postgres_admin, database_url, kept) == kept
         # From a trusted proxy (127.0.0.1), X-Forwarded-Proto makes the request secure: no
@@ -135,7 +140,7 @@ def test_preset_serves_probes_and_static_files_then_stops_cleanly(
         line = server.startup_line()
     assert server.returncode == 0, server.log
     assert server.stop_seconds < 15
-    assert f"Using worker: {preset}" in server.log
+    assert f"Using worker: config.gunicorn.workers.{preset}." in server.log
     assert f"Preset {preset}: " in line
     assert re.search(r"; CPU budget \d+ \(", line), line
     log = server.log
@@ -281,6 +286,114 @@ def test_bad_django_settings_stop_the_master_before_any_worker(project, command)
     assert "Booting worker" not in result.stdout + result.stderr
 
 
+def exchange(server, request, timeout=10):
+    """Send raw bytes to `server`; its answer's head (status line and headers)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+        connection.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n\r\n")[0].decode("latin-1")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_large_body_is_refused_before_it_is_read(project, running_server, preset):
+    with serve(running_server, project, launcher(project), GUNICORN_PRESET=preset) as server:
+        started = time.monotonic()
+        head = exchange(
+            server,
+            b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Length: 50000000\r\n\r\n"
+            + b"x"
+            * 65536,  # 64 KB of the 50 MB promised: the answer must not wait for more
+        )
+        elapsed = time.monotonic() - started
+        assert head.startswith("HTTP/1.1 413 "), head
+        assert elapsed < 5
+        # 10 MiB by default; the same body under the limit reaches Django (no CSRF token: 403).
+        limited = {"GUNICORN_MAX_REQUEST_BODY": "100"}
+    with serve(
+        running_server, project, launcher(project), GUNICORN_PRESET=preset, **limited
+    ) as server:
+        refused = exchange(
+            server,
+            b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 101\r\n\r\n",
+        )
+        assert refused.startswith("HTTP/1.1 413 "), refused
+        served = exchange(
+            server,
+            b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"X-Forwarded-Proto: https\r\nContent-Length: 100\r\n\r\n" + b"x" * 100,
+        )
+        assert served.startswith("HTTP/1.1 403 "), served
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_an_absolute_form_request_line_redirects_to_this_host(project, running_server, preset):
+    env = {"GUNICORN_PRESET": preset, "DJANGO_SECURE_SSL_REDIRECT": "true"}
+    with serve(running_server, project, launcher(project), **env) as server:
+        head = exchange(
+            server,
+            b"GET http://evil.example/admin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+    assert head.startswith("HTTP/1.1 301 "), head
+    location = re.search(r"(?im)^location: (.*)$", head).group(1).strip()
+    assert location == "https://127.0.0.1/admin", head  # not https://127.0.0.1http://evil...
+
+
+DEBUG_REFUSAL = (
+    "DJANGO_DEBUG is on and gunicorn listens on 0.0.0.0:{port}: Django's debug pages would "
+    "show the settings to anyone; set DJANGO_DEBUG=false, bind to 127.0.0.1, or set "
+    "GUNICORN_ALLOW_DEBUG=true"
+)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_debug_on_the_network_is_refused_before_any_worker(project, preset):
+    port = free_port()
+    result = run(
+        project, *launcher(project), GUNICORN_PRESET=preset, DJANGO_DEBUG="true", PORT=str(port)
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == DEBUG_REFUSAL.format(port=port)
+    assert "Booting worker" not in result.stdout + result.stderr
+
+
+def test_debug_is_served_on_loopback_or_on_purpose(project, running_server):
+    port = free_port()
+    with running_server(
+        [*launcher(project), "--bind", f"127.0.0.1:{port}"],
+        cwd=project.path,
+        env=environment(project, DJANGO_DEBUG="true"),
+        port=port,
+    ) as server:
+        assert server.get("/healthz")[0] == 200
+    with serve(
+        running_server, project, launcher(project), DJANGO_DEBUG="true", GUNICORN_ALLOW_DEBUG="true"
+    ) as server:
+        assert server.get("/healthz")[0] == 200
+
+
+def test_start_up_warns_once_about_any_host_and_a_weak_secret_key(project, running_server):
+    with serve(
+        running_server,
+        project,
+        launcher(project),
+        DJANGO_ALLOWED_HOSTS="*",
+        DJANGO_SECRET_KEY="changeme",
+    ) as server:
+        assert server.get("/healthz")[0] == 200
+    warnings = [line for line in server.log.splitlines() if "[WARNING]" in line]
+    assert len(warnings) == 2, server.log
+    assert "DJANGO_ALLOWED_HOSTS accepts any host (*)" in warnings[0]
+    assert "DJANGO_SECRET_KEY is short or well known" in warnings[1]
+
+
 def test_control_socket_is_off_unless_a_path_is_given(project, running_server, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
@@ -321,7 +434,8 @@ def test_the_kit_serves_a_bare_django_project(project, running_server, tmp_path)
 
     port = free_port()
     with running_server(
-        [project.bin("gunicorn"), "-c", "config/gunicorn/gthread.py"],
+        # startproject's settings have DEBUG = True: the presets serve that on loopback only.
+        [project.bin("gunicorn"), "-c", "config/gunicorn/gthread.py", "-b", f"127.0.0.1:{port}"],
         cwd=site,
         env=environment(project, PORT=str(port), DJANGO_SETTINGS_MODULE="mysite.settings"),
         port=port,

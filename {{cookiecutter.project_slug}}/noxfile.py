@@ -10,13 +10,16 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["lint", "tests"]
+# On Ctrl-C, time for a session to stop what it started, devdb.py's PostgreSQL last, before
+# nox would terminate it (after 0.3 s) and kill it (0.2 s later).
+STOP_GRACE = {"interrupt_timeout": 60, "terminate_timeout": 10}
 
 
 @nox.session
 def tests(session):
-    """Run the test suite (against PostgreSQL when DATABASE_URL is set)."""
+    """Run the test suite, against PostgreSQL: DATABASE_URL's, or the one devdb.py brings."""
     session.install("-e", ".[dev]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *session.posargs, **STOP_GRACE)
 
 
 @nox.session
@@ -63,7 +66,7 @@ def kubernetes_manifests(session):
 def loadtest(session):
     """Load-test the gunicorn presets side by side with Locust: `nox -s loadtest -- --help`."""
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "loadtest", *session.posargs)
+    session.run("python", "-m", "loadtest", *session.posargs, **STOP_GRACE)
 {%- if cookiecutter.include_demo_endpoints %}
 
 
@@ -71,5 +74,12 @@ def loadtest(session):
 def smoke(session):
     """Boot every gunicorn preset and call each endpoint once."""
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "loadtest.smoke")
+    session.run("python", "-m", "loadtest.smoke", **STOP_GRACE)
+
+
+@nox.session
+def resilience(session):
+    """Break every gunicorn preset on purpose and count what is lost: `-- --help`."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "resilience", *session.posargs, **STOP_GRACE)
 {%- endif %}

@@ -155,6 +155,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"one_line_warning": {"()": "config.logs.WarningWithoutTraceback"}},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"django.security.DisallowedHost": {"filters": ["one_line_warning"]}},
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
 }

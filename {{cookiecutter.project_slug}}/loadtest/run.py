@@ -10,6 +10,9 @@ measured; report.py then judges it: bounds, table, chart, page, recommendation.
 A preset that fails to start gets its one-line error in the report; the others
 still run, and the session then exits non-zero. Ctrl-C (or SIGTERM) stops
 every server and Locust process it started, and exits non-zero.
+
+Without DATABASE_URL, devdb.py finds or brings a PostgreSQL for the session and
+removes it at the end: the first line printed says which.
 """
 
 import contextlib
@@ -26,6 +29,8 @@ from importlib import metadata
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import devdb
 
 from . import calibration, generator, report
 {%- if cookiecutter.include_demo_endpoints %}
@@ -55,6 +60,12 @@ class Interrupted(Exception):
 
 def main(argv=None):
     options = parse(argv)
+    with devdb.database() as database:
+        console.print(database.note, markup=False, highlight=False, soft_wrap=True)
+        return measure(options)
+
+
+def measure(options):
     os.environ.update(SERVER_ENVIRONMENT)  # the sampler's Django settings match the servers'
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     database, database_version = connect_database()

@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass
 
 from config.gunicorn import sizing as rules
 from config.gunicorn.cpu import cpu_budget
+from config.gunicorn.workers import model_of
 
 
 @dataclass(frozen=True)
 class Sizing:
-    worker_class: str
+    worker_class: str  # the worker model: sync, gthread, gevent or asgi
     workers: int
     threads: int
     worker_connections: int
@@ -26,7 +27,7 @@ class Sizing:
     @classmethod
     def from_print_config(cls, config, server_cpus):
         return cls(
-            worker_class=config["worker_class"],
+            worker_class=model_of(config["worker_class"]),
             workers=int(config["workers"]),
             threads=int(config["threads"]),
             worker_connections=int(config["worker_connections"]),

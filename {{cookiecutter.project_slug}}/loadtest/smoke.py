@@ -1,7 +1,7 @@
 """Boot every preset and call each endpoint once: a quick "does it all run here?".
 
-Usage: python -m loadtest.smoke  (nox -s smoke). Needs DATABASE_URL for PostgreSQL;
-without it the service runs on SQLite.
+Usage: python -m loadtest.smoke  (nox -s smoke). Against DATABASE_URL; without it,
+against the PostgreSQL devdb.py finds or brings (SQLite if none), said in the first line.
 """
 
 import sys
@@ -9,6 +9,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import devdb
 
 from .server import PRESETS, ServerError, running_server
 
@@ -28,6 +30,14 @@ def call(url):
 
 
 def main():
+    with devdb.database() as database:
+        print(database.note, flush=True)
+        failures = smoke()
+    if failures:
+        sys.exit(f"{failures} call(s) did not answer 200: see loadtest-results/smoke-*.log")
+
+
+def smoke():
     output = Path("loadtest-results")
     output.mkdir(exist_ok=True)
     failures = 0
@@ -42,8 +52,7 @@ def main():
         except ServerError as exc:
             failures += 1
             print(f"{preset:<8} did not start: {exc}", flush=True)
-    if failures:
-        sys.exit(f"{failures} call(s) did not answer 200: see loadtest-results/smoke-*.log")
+    return failures
 
 
 if __name__ == "__main__":

@@ -48,6 +48,10 @@ PRODUCTION = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_DEBUG": "f
             {"DJANGO_DB_TRANSACTION_POOLING": "maybe"},
             "DJANGO_DB_TRANSACTION_POOLING='maybe' is not true or false",
         ),
+        (
+            {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432"},
+            "the PostgreSQL database has no name (DATABASE_URL)",
+        ),
     ],
 )
 def test_bad_configuration_stops_with_one_line(overrides, expected):
@@ -109,13 +113,9 @@ def test_a_pool_when_the_gunicorn_master_sets_its_size():
         DATABASE_URL=POSTGRESQL, DJANGO_DB_POOL_SIZE="20", DJANGO_CONN_MAX_AGE="300"
     )
     assert (database["CONN_MAX_AGE"], database["CONN_HEALTH_CHECKS"]) == (0, False)
-{%- if cookiecutter.database_driver == "psycopg" %}
-    assert database["ENGINE"] == "django.db.backends.postgresql"
-    assert database["OPTIONS"]["pool"] == {"min_size": 0, "max_size": 20, "timeout": 10.0}
-{%- else %}
-    assert database["ENGINE"] == "config.gunicorn.database.pooled_psycopg2"
+    assert database["ENGINE"] == "config.gunicorn.database.pooled"
     assert database["POOL"] == {"max_size": 20, "timeout": 10.0}
-{%- endif %}
+    assert "pool" not in database["OPTIONS"]
 
 
 def test_transaction_pooling_keeps_nothing_beyond_a_transaction():

@@ -3,7 +3,7 @@
 import pytest
 
 from config.gunicorn.database.plan import BadPlan, plan_database
-from config.gunicorn.database.settings import PSYCOPG2_POOL_ENGINE
+from config.gunicorn.database.settings import POOL_ENGINE
 from config.gunicorn.database.verify import database_problems
 from config.gunicorn.environment import read_environment
 from config.gunicorn.sizing import MODELS, Sizing, size
@@ -47,30 +47,45 @@ def test_the_plan_reaches_the_settings_through_the_environment():
 GEVENT = plan_database(Sizing("gevent", 2, "", worker_connections=1000), BUDGET)
 
 
+DJANGOS_POOL = {"ENGINE": POSTGRESQL, "OPTIONS": {"pool": {"max_size": 20}}}
+# What is installed: psycopg 3 and psycopg_pool (Django's pool needs both); psycopg2.
+PSYCOPG_WITH_POOL = {"psycopg3": True, "psycopg_pool": True}
+PSYCOPG2 = {"psycopg3": False, "psycopg_pool": False}
+
+
 @pytest.mark.parametrize(
-    ("database", "psycopg3", "problem"),
+    ("database", "installed", "problem"),
     [
-        ({"ENGINE": POSTGRESQL, "CONN_MAX_AGE": 500}, True, "has no pool (CONN_MAX_AGE=500)"),
+        (
+            {"ENGINE": POSTGRESQL, "CONN_MAX_AGE": 500},
+            PSYCOPG_WITH_POOL,
+            "has no pool (CONN_MAX_AGE=500)",
+        ),
         (
             {"ENGINE": POSTGRESQL, "OPTIONS": {"pool": {"max_size": 5}}},
-            True,
+            PSYCOPG_WITH_POOL,
             "has a pool of 5 per worker where the gevent preset plans 20",
         ),
         (
-            {"ENGINE": POSTGRESQL, "CONN_MAX_AGE": 60, "OPTIONS": {"pool": {"max_size": 20}}},
-            True,
+            {**DJANGOS_POOL, "CONN_MAX_AGE": 60},
+            PSYCOPG_WITH_POOL,
             "keeps connections (CONN_MAX_AGE=60) with a pool",
         ),
         (
-            {"ENGINE": POSTGRESQL, "OPTIONS": {"pool": {"max_size": 20}}},
-            False,
+            DJANGOS_POOL,
+            PSYCOPG2,
             "Django's pool (OPTIONS['pool']) needs psycopg 3, and this is psycopg2",
         ),
+        (
+            DJANGOS_POOL,
+            {"psycopg3": True, "psycopg_pool": False},
+            "Django's pool (OPTIONS['pool']) needs psycopg_pool, which is not installed",
+        ),
     ],
-    ids=["no pool", "another size", "persistent", "psycopg2"],
+    ids=["no pool", "another size", "persistent", "psycopg2", "no psycopg_pool"],
 )
-def test_settings_that_do_not_do_what_the_plan_says_are_named(database, psycopg3, problem):
-    (found,) = database_problems({"default": database}, GEVENT, psycopg3)
+def test_settings_that_do_not_do_what_the_plan_says_are_named(database, installed, problem):
+    (found,) = database_problems({"default": database}, GEVENT, **installed)
     assert found.startswith("Database 'default' ") or found.startswith("Database 'default': ")
     assert problem in found
     assert "build the entry with pooled() from config/gunicorn/database/settings.py" in found
@@ -79,11 +94,11 @@ def test_settings_that_do_not_do_what_the_plan_says_are_named(database, psycopg3
 @pytest.mark.parametrize(
     "database",
     [
-        {"ENGINE": POSTGRESQL, "CONN_MAX_AGE": 0, "OPTIONS": {"pool": {"max_size": 20}}},
-        {"ENGINE": PSYCOPG2_POOL_ENGINE, "CONN_MAX_AGE": 0, "POOL": {"max_size": 20}},
+        {**DJANGOS_POOL, "CONN_MAX_AGE": 0},
+        {"ENGINE": POOL_ENGINE, "CONN_MAX_AGE": 0, "POOL": {"max_size": 20}},
         {"ENGINE": "django.db.backends.sqlite3", "CONN_MAX_AGE": 60},
     ],
-    ids=["psycopg pool", "psycopg2 pool", "not PostgreSQL"],
+    ids=["Django's pool", "the kit's pool", "not PostgreSQL"],
 )
 def test_settings_as_planned_pass(database):
-    assert database_problems({"default": database}, GEVENT, psycopg3=True) == []
+    assert database_problems({"default": database}, GEVENT, **PSYCOPG_WITH_POOL) == []

@@ -7,6 +7,9 @@
     cpu.py          the CPU budget: affinity and cgroup quotas
     environment.py  the environment variables, checked
     startup.py      what the master checks before any worker forks; the start-up line
+    production.py   debug pages never on the network; warnings for what serves but should not
+    workers/        gunicorn's worker classes, guarded: they drain on shutdown, and bound slow
+                    clients and large bodies
     cooperative.py  the gevent preset's checks: patched first, a driver that waits cooperatively
     healthcheck.py  `python -m config.gunicorn.healthcheck`, the container's health check
     database/       the connection plan (plan.py), the settings that apply it (settings.py),

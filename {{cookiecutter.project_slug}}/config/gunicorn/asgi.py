@@ -48,10 +48,10 @@ loadtest` (2 CPUs, psycopg2, 100 clients, three runs each):
   either way, with no failed request in either.
 """
 
-from config.gunicorn import base
+from config.gunicorn import base, workers
 from config.gunicorn.base import *  # noqa: F403 - shared settings, hooks: base.__all__
 
-worker_class = "asgi"
+worker_class = workers.CLASSES["asgi"]  # gunicorn's, guarded: see workers/
 wsgi_app = f"{base.DJANGO_PROJECT}.asgi:application"
 sized = base.size("asgi")
 workers = sized.workers

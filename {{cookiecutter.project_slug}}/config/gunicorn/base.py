@@ -64,7 +64,7 @@ def size(model):
 
 def nworkers_changed(server, workers, previous):
     """Plan the database connections whenever the number of workers is set."""
-    if previous is None and server.cfg.worker_class_str == "gevent":
+    if previous is None and startup.worker_model(server.cfg) == "gevent":
         monkey = sys.modules["gevent.monkey"]  # gunicorn has imported the worker class
         if not monkey.is_module_patched("socket"):
             # -k gevent over another preset: Django would be imported unpatched, and its
@@ -80,7 +80,9 @@ def log_startup(preset, sized):
     """A when_ready hook: check the settings against the plan, then log the configuration."""
 
     def when_ready(server):
-        startup.verify_and_log(server, preset, sized, cpu, env.database_connection_budget)
+        startup.verify_and_log(
+            server, preset, sized, cpu, env.database_connection_budget, env.allow_debug
+        )
 
     return when_ready
 

@@ -15,6 +15,11 @@
     DATABASE_CONNECTION_BUDGET   PostgreSQL connections all workers together may open
                                  to each database; 1 to 10000, default 40 (see
                                  database/plan.py)
+    GUNICORN_MAX_REQUEST_BODY    bytes a request may declare as its Content-Length;
+                                 larger ones get a 413 before the body is read
+                                 (workers/limits.py); default 10485760 (10 MiB)
+    GUNICORN_ALLOW_DEBUG         true to serve with DJANGO_DEBUG=true on an address
+                                 other hosts can reach (refused otherwise)
 
 Read by the Django settings (database/settings.py), not by gunicorn:
 
@@ -41,6 +46,8 @@ DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"  # a proxy on this host only; neve
 # superusers. A rolling deploy runs the old and the new instance side by side: 2 x 40 = 80,
 # which leaves room for migrations, cron jobs and an admin's psql.
 DEFAULT_DATABASE_CONNECTION_BUDGET = 40
+# As deploy/nginx/'s client_max_body_size: uploads of a few MB, never a disk-filling body.
+DEFAULT_MAX_REQUEST_BODY = 10 * 1024 * 1024
 
 
 class BadSetting(ValueError):
@@ -58,6 +65,8 @@ class Environment:
     forwarded_allow_ips: str
     control_socket: str | None
     database_connection_budget: int
+    max_request_body: int
+    allow_debug: bool
 
 
 def whole_number(environ, name, low, high, default=None, limit_from=None):
@@ -137,4 +146,8 @@ def read_environment(environ=os.environ):
         database_connection_budget=whole_number(
             environ, "DATABASE_CONNECTION_BUDGET", 1, 10_000, DEFAULT_DATABASE_CONNECTION_BUDGET
         ),
+        max_request_body=whole_number(
+            environ, "GUNICORN_MAX_REQUEST_BODY", 0, 2**40, DEFAULT_MAX_REQUEST_BODY
+        ),
+        allow_debug=boolean(environ, "GUNICORN_ALLOW_DEBUG"),
     )

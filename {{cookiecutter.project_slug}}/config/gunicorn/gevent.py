@@ -53,10 +53,10 @@ from gevent import monkey
 
 monkey.patch_all()
 
-from config.gunicorn import base, cooperative  # noqa: E402 - after the patch, on purpose
+from config.gunicorn import base, cooperative, workers  # noqa: E402 - after the patch, on purpose
 from config.gunicorn.base import *  # noqa: E402, F403 - shared settings, hooks: base.__all__
 
-worker_class = "gevent"
+worker_class = workers.CLASSES["gevent"]  # gunicorn's, guarded: see workers/
 sized = base.size("gevent")
 workers = sized.workers
 worker_connections = sized.worker_connections

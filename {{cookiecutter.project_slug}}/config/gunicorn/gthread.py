@@ -39,10 +39,10 @@ Other traps:
 - Code that is not thread-safe (module-level state, some C libraries): use sync.
 """
 
-from config.gunicorn import base
+from config.gunicorn import base, workers
 from config.gunicorn.base import *  # noqa: F403 - shared settings, hooks: base.__all__
 
-worker_class = "gthread"
+worker_class = workers.CLASSES["gthread"]  # gunicorn's, guarded: see workers/
 sized = base.size("gthread")
 workers = sized.workers
 threads = sized.threads

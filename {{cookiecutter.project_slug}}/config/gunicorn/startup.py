@@ -10,6 +10,8 @@ and gunicorn's master then dies with a traceback of its own):
   of workers, set as soon as gunicorn knows it (nworkers_changed), then
   compared, once the settings are loaded, with what they really do
   (database/verify.py). The start-up line reports what the settings do.
+- DEBUG on an address other hosts can reach (production.py, which also warns
+  about what serves but should be fixed).
 """
 
 import os
@@ -19,9 +21,11 @@ from importlib.util import find_spec
 
 from django.core.exceptions import ImproperlyConfigured
 
+from config.gunicorn import production
 from config.gunicorn.database.plan import BadPlan, plan_database
 from config.gunicorn.database.verify import database_problems, planned_pools
 from config.gunicorn.sizing import Sizing
+from config.gunicorn.workers import model_of
 
 
 def check_django_settings(module):
@@ -43,7 +47,7 @@ def check_django_settings(module):
 
 def worker_model(cfg):
     """sync, gthread, gevent or asgi: the worker model the settings run."""
-    return cfg.worker_class_str
+    return model_of(cfg.worker_class_str)
 
 
 def plan_for(cfg, budget, workers=None):
@@ -72,14 +76,19 @@ def plan_connections(server, workers, previous, budget):
         server.log.info("%s workers: database: %s", workers, plan.describe())
 
 
-def verify_and_log(server, preset, sizing, cpu, budget):
+def verify_and_log(server, preset, sizing, cpu, budget, allow_debug):
     """Refuse settings that do not do what the plan says; else log the start-up line."""
     from django.conf import settings  # loaded by now: the presets preload the app
 
     cfg = server.cfg
+    refusal = production.debug_refusal(settings, cfg.address, allow_debug)
+    if refusal:
+        sys.exit(refusal)
     plan = plan_for(cfg, budget)
-    psycopg3 = find_spec("psycopg") is not None
-    problems = database_problems(settings.DATABASES, plan, psycopg3)
+    installed = {name: find_spec(name) is not None for name in ("psycopg", "psycopg_pool")}
+    problems = database_problems(
+        settings.DATABASES, plan, installed["psycopg"], installed["psycopg_pool"]
+    )
     if problems:
         sys.exit(problems[0])
     pools = planned_pools(settings.DATABASES)
@@ -111,3 +120,6 @@ def verify_and_log(server, preset, sizing, cpu, budget):
         cpu,
         database,
     )
+    if not settings.DEBUG:
+        for warning in production.warnings(settings):
+            server.log.warning(warning)

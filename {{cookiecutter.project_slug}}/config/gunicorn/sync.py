@@ -21,10 +21,10 @@ Traps:
   in front, as gunicorn expects.
 """
 
-from config.gunicorn import base
+from config.gunicorn import base, workers
 from config.gunicorn.base import *  # noqa: F403 - shared settings, hooks: base.__all__
 
-worker_class = "sync"
+worker_class = workers.CLASSES["sync"]  # gunicorn's, guarded: see workers/
 sized = base.size("sync")
 workers = sized.workers
 # Import Django once in the master, then fork: workers boot in milliseconds (so

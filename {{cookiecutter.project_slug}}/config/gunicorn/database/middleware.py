@@ -2,6 +2,8 @@
 
 Both are conditions of the moment: a 503 with Retry-After tells load balancers
 and clients to try again, and keeps tracebacks for real bugs out of the logs.
+The client is told only that the database is unavailable; the log line says
+why (the driver's message names the host, port, role and database).
 """
 
 import logging
@@ -25,7 +27,7 @@ class DatabaseUnavailableMiddleware:
         if not isinstance(exception, OperationalError):
             return None
         logger.warning("database unavailable for %s: %s", request.path, short_reason(exception))
-        return database_unavailable_response(exception)
+        return database_unavailable_response()
 
 
 def short_reason(exception):
@@ -34,9 +36,10 @@ def short_reason(exception):
     return f"database: {lines[0]}"[:200]
 
 
-def database_unavailable_response(exception):
-    response = JsonResponse(
-        {"status": "unavailable", "reason": short_reason(exception)}, status=503
-    )
+def database_unavailable_response():
+    response = JsonResponse({"status": "unavailable", "reason": "database unavailable"}, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    # Logged once, at WARNING, by the caller: not again by Django as an ERROR (its own marker,
+    # see django.utils.log.log_response).
+    response._has_been_logged = True
     return response

@@ -9,11 +9,12 @@ dj-database-url, environs: anything) and returns it adjusted to the plan the
 master exported (see plan.py), reading only the environment:
 
 - DJANGO_DB_POOL_SIZE set (gevent, asgi, and gthread beyond its budget): a pool
-  of that size per process, CONN_MAX_AGE 0 (a connection goes back to the pool
-  at the end of each request), no health check per loan (that round trip cost
-  15 % of the throughput: a connection the server closed fails one request,
-  a 503, and is dropped). psycopg 3 gets Django's own pool; psycopg2, which
-  Django's pool does not support, this kit's backend (pooled_psycopg2).
+  of that size per process, this kit's (pooled/: it fails a request at once
+  when the database is unreachable, where Django's own pool keeps it waiting),
+  CONN_MAX_AGE 0 (a connection goes back to the pool at the end of each
+  request), no health check per loan (that round trip cost 15 % of the
+  throughput: a connection the server closed fails one request, a 503, and is
+  dropped).
 - DJANGO_DB_POOL_TIMEOUT (10 s): how long a request waits for a pooled
   connection before its 503.
 - DJANGO_DB_TRANSACTION_POOLING=true, behind PgBouncer in transaction mode:
@@ -32,8 +33,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.gunicorn.environment import BadSetting, boolean, positive_number, whole_number
 
-POSTGRESQL_ENGINES = ("django.db.backends.postgresql", f"{__package__}.pooled_psycopg2")
-PSYCOPG2_POOL_ENGINE = f"{__package__}.pooled_psycopg2"
+POOL_ENGINE = f"{__package__}.pooled"
+POSTGRESQL_ENGINES = ("django.db.backends.postgresql", POOL_ENGINE)
 CONNECT_TIMEOUT_S = 5
 # Time for a burst to drain (1000 requests of a gevent worker, 20 connections, 50 ms
 # each: 2.5 s), well short of the 60 s after which load balancers give up themselves.
@@ -55,6 +56,11 @@ def pooled(database, environ=os.environ):
         database["CONN_MAX_AGE"] = 0
     if database.get("ENGINE") not in POSTGRESQL_ENGINES:
         return database
+    if not database.get("NAME"):
+        raise ImproperlyConfigured(
+            "the PostgreSQL database has no name (DATABASE_URL): add it after the host, "
+            "e.g. postgres://user:password@host:5432/name"
+        )
     database["OPTIONS"].setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     if transaction_pooling:
         # A transaction pooler hands each transaction to any server connection: nothing may
@@ -65,17 +71,9 @@ def pooled(database, environ=os.environ):
     if pool_size is None:
         return database
     database["CONN_HEALTH_CHECKS"] = False
-    if psycopg3():
-        database["ENGINE"] = "django.db.backends.postgresql"
-        # Opened as requests need them, closed after 10 idle minutes.
-        database["OPTIONS"]["pool"] = {
-            "min_size": 0,
-            "max_size": pool_size,
-            "timeout": pool_timeout,
-        }
-    else:
-        database["ENGINE"] = PSYCOPG2_POOL_ENGINE
-        database["POOL"] = {"max_size": pool_size, "timeout": pool_timeout}
+    database["ENGINE"] = POOL_ENGINE
+    database["OPTIONS"].pop("pool", None)  # Django's own: one pool is enough
+    database["POOL"] = {"max_size": pool_size, "timeout": pool_timeout}
     return database
 
 

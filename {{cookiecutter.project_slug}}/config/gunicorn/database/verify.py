@@ -7,7 +7,7 @@ PostgreSQL database where the plan has one, with CONN_MAX_AGE 0, and a pool
 the installed driver supports.
 """
 
-from config.gunicorn.database.settings import POSTGRESQL_ENGINES, PSYCOPG2_POOL_ENGINE
+from config.gunicorn.database.settings import POOL_ENGINE, POSTGRESQL_ENGINES
 
 PSYCOPG_POOL_DEFAULT_SIZE = 4  # psycopg_pool's min_size, and max_size when not given
 HOW = "build the entry with pooled() from config/gunicorn/database/settings.py"
@@ -15,7 +15,7 @@ HOW = "build the entry with pooled() from config/gunicorn/database/settings.py"
 
 def pool_size(database):
     """Connections in each process's pool for this DATABASES entry; None without a pool."""
-    if database.get("ENGINE") == PSYCOPG2_POOL_ENGINE:
+    if database.get("ENGINE") == POOL_ENGINE:
         return database["POOL"]["max_size"]
     pool = database.get("OPTIONS", {}).get("pool")
     if not pool:
@@ -39,16 +39,25 @@ def planned_pools(databases):
     return [pool_size(database) for database in found.values()] if found else None
 
 
-def database_problems(databases, plan, psycopg3):
-    """What keeps `databases` (settings.DATABASES) from doing what `plan` says: one line each."""
+def database_problems(databases, plan, psycopg3, psycopg_pool):
+    """What keeps `databases` (settings.DATABASES) from doing what `plan` says: one line each.
+
+    `psycopg3`, `psycopg_pool`: whether each is installed (Django's pool needs both).
+    """
     problems = []
     for alias, database in postgresql(databases).items():
         size = pool_size(database)
         age = database.get("CONN_MAX_AGE", 0)
-        if database.get("OPTIONS", {}).get("pool") and not psycopg3:
+        djangos_pool = database.get("OPTIONS", {}).get("pool")
+        if djangos_pool and not psycopg3:
             problems.append(
                 f"Database {alias!r}: Django's pool (OPTIONS['pool']) needs psycopg 3, and "
-                f"this is psycopg2: {HOW}, which gives psycopg2 a pool of its own"
+                f"this is psycopg2: {HOW}, which gives either driver a pool of its own"
+            )
+        elif djangos_pool and not psycopg_pool:
+            problems.append(
+                f"Database {alias!r}: Django's pool (OPTIONS['pool']) needs psycopg_pool, "
+                f"which is not installed: pip install 'psycopg[pool]', or {HOW}"
             )
         elif plan.pool is None:
             continue  # a persistent connection per request slot fits the budget

@@ -1,0 +1,77 @@
+"""What serving on the network asks of the Django settings, checked by the master at start-up.
+
+- DEBUG on an address other hosts can reach is refused: Django's debug pages
+  show the settings, the URL patterns and each request's environment to
+  anyone who makes a view fail. The project's `.env` turns DEBUG on, which is
+  right for `runserver`; GUNICORN_ALLOW_DEBUG=true allows it on purpose.
+- Warnings, one line each, for what does not stop serving but should be
+  fixed: no static files manifest (every page that uses a static file,
+  /admin/ included, is a 500 until `manage.py collectstatic` has run), any
+  host accepted (ALLOWED_HOSTS = *), a short or well-known SECRET_KEY.
+"""
+
+import ipaddress
+
+from django.contrib.staticfiles.storage import ManifestFilesMixin
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
+from django.core.files.storage import storages
+
+LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+
+
+def debug_refusal(settings, addresses, allowed):
+    """One line refusing DEBUG on a reachable address, or None. `addresses`: gunicorn's."""
+    if not settings.DEBUG or allowed:
+        return None
+    reachable = [address for address in addresses if not loopback(address)]
+    if not reachable:
+        return None
+    host, port = reachable[0]
+    return (
+        f"DJANGO_DEBUG is on and gunicorn listens on {host or '0.0.0.0'}:{port}: Django's "
+        "debug pages would show the settings to anyone; set DJANGO_DEBUG=false, bind to "
+        "127.0.0.1, or set GUNICORN_ALLOW_DEBUG=true"
+    )
+
+
+def loopback(address):
+    if isinstance(address, (str, bytes)):
+        return True  # a Unix socket: this host only
+    host = address[0]
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name (or 0.0.0.0's empty spelling): reachable as far as we know
+
+
+def warnings(settings):
+    """One line for each production setting that serves, but should be fixed."""
+    found = []
+    storage = storages["staticfiles"]
+    if isinstance(storage, ManifestFilesMixin) and storage.read_manifest() is None:
+        found.append(
+            f"No static files manifest in {storage.location}: pages that use static files, "
+            "/admin/ included, answer 500 until `python manage.py collectstatic --noinput` runs"
+        )
+    if "*" in settings.ALLOWED_HOSTS:
+        found.append(
+            "DJANGO_ALLOWED_HOSTS accepts any host (*): name the service's hosts, so that "
+            "forged Host headers cannot reach password-reset links and redirects"
+        )
+    key = str(settings.SECRET_KEY)
+    if (
+        len(key) < SECRET_KEY_MIN_LENGTH
+        or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or key.startswith(SECRET_KEY_INSECURE_PREFIX)
+    ):
+        found.append(
+            f"DJANGO_SECRET_KEY is short or well known: use {SECRET_KEY_MIN_LENGTH} random "
+            "characters or more (python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+        )
+    return found

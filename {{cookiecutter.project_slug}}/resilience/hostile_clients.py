@@ -1,0 +1,176 @@
+"""Clients that misbehave on purpose: slow request heads (slowloris), oversized bodies.
+
+Both hold a connection for as long as the server lets them: what they measure
+is when and how the server lets go.
+"""
+
+import itertools
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from .clients import HOST, STATUS_LINE, reason, request_head
+
+
+def endless_head():
+    """The bytes of a request head that never ends: a first line, then made-up headers."""
+    return itertools.chain(b"GET /healthz HTTP/1.1\r\n", itertools.cycle(b"X-Slowloris: 1\r\n"))
+
+
+class SlowClients:
+    """`count` connections, each sending its request head one byte every `interval_s`.
+
+    A connection counts as closed by the server when it reads an end of file or a reset,
+    or an answer (a 408, a 400): `closed_after_s` holds how long after it was opened.
+    """
+
+    def __init__(self, port, count, interval_s=1.0):
+        self.port, self.count, self.interval_s = port, count, interval_s
+        self.closed_after_s = []
+        self.refused = 0
+        self._open = {}  # socket: (time opened, its bytes to send)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._trickle, daemon=True, name="slowloris")
+
+    def start(self):
+        for _ in range(self.count):
+            try:
+                sock = socket.create_connection((HOST, self.port), timeout=5)
+            except OSError:
+                self.refused += 1
+                continue
+            sock.setblocking(False)
+            self._open[sock] = (time.monotonic(), endless_head())
+        self._thread.start()
+        return self
+
+    def wait_until_all_closed(self, timeout):
+        """True once the server has closed every connection; False after `timeout`."""
+        self._thread.join(timeout)  # it ends when none is left open
+        return not self._thread.is_alive()
+
+    def _trickle(self):
+        next_byte_at = time.monotonic()
+        while not self._stopping.is_set() and self._open:
+            if time.monotonic() >= next_byte_at:
+                for sock, (_, head) in list(self._open.items()):
+                    try:
+                        sock.send(bytes([next(head)]))
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        self._closed(sock)
+                next_byte_at += self.interval_s
+            # Wake as soon as the server closes a connection: its time is the measurement.
+            wait = max(0.0, min(next_byte_at - time.monotonic(), 0.1))
+            readable, _, _ = select.select(list(self._open), [], [], wait)
+            for sock in readable:
+                self._closed(sock)
+
+    def _closed(self, sock):
+        opened, _ = self._open.pop(sock)
+        self.closed_after_s.append(time.monotonic() - opened)
+        sock.close()
+
+    def stop(self):
+        """Close what the server has not."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for sock in self._open:
+            sock.close()
+        self._open.clear()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+@dataclass
+class BodyOutcome:
+    status: int | None  # None: no answer
+    error: str | None  # why there was none
+    seconds: float | None  # from the request head to the answer
+    bytes_sent: int  # head and body: what the client had to send before the answer
+    answered_before_body: bool  # only the first `early_bytes` of the body had been sent
+    closed_after_answer: bool  # the server closed the connection once it had answered
+    sent: bool = True  # the request head reached the server: it counts as sent
+
+
+def post_large_body(port, path, declared_bytes, early_bytes, early_wait_s=2.0, max_s=10.0):
+    """POST with Content-Length: `declared_bytes`, sending only `early_bytes` of the body.
+
+    A server that refuses the body by its declared length answers at once. One that
+    does not answer within `early_wait_s` gets the rest of the body, for up to `max_s`:
+    its answer, if any, then comes after reading it (`answered_before_body` is False).
+    """
+    head = request_head(
+        "POST",
+        path,
+        port,
+        headers=[
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Length", declared_bytes),
+        ],
+    )
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(head + bytes(early_bytes))
+        sent = len(head) + early_bytes
+        body_left = declared_bytes - early_bytes
+        sock.setblocking(False)
+        received, error = b"", "timed out"
+        while time.monotonic() < started + max_s:
+            sending = body_left > 0 and time.monotonic() >= started + early_wait_s
+            readable, writable, _ = select.select([sock], [sock] if sending else [], [], 0.1)
+            try:
+                if readable:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        error = "closed"
+                        break
+                    received += chunk
+                    if STATUS_LINE.match(received):
+                        break
+                elif writable:
+                    count = sock.send(bytes(min(body_left, 65536)))
+                    sent += count
+                    body_left -= count
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                error = reason(exc)
+                break
+        seconds = time.monotonic() - started
+        match = STATUS_LINE.match(received)
+        if match is None:
+            return BodyOutcome(None, error, None, sent, False, False)
+        return BodyOutcome(
+            status=int(match.group(1)),
+            error=None,
+            seconds=seconds,
+            bytes_sent=sent,
+            answered_before_body=sent == len(head) + early_bytes,
+            closed_after_answer=closes_soon(sock),
+        )
+
+
+def closes_soon(sock, timeout=2.0):
+    """Whether the server closes the connection within `timeout`: the rest of the answer, then
+    an end of file or a reset."""
+    deadline = time.monotonic() + timeout
+    sock.setblocking(True)
+    while (remaining := deadline - time.monotonic()) > 0:
+        sock.settimeout(remaining)
+        try:
+            if not sock.recv(65536):
+                return True
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+    return False
