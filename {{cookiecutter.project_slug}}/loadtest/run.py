@@ -24,7 +24,6 @@ import sys
 import time
 import urllib.request
 from dataclasses import asdict
-from datetime import UTC, datetime
 from importlib import metadata
 
 from rich.console import Console
@@ -37,6 +36,7 @@ from . import calibration, generator, report
 from .demo import DEMO_SCENARIOS
 {%- endif %}
 from .options import parse
+from .results import new_results_dir, now
 from .sampling import tree_cpu_seconds
 from .scenarios import from_locustfile
 from .server import PROJECT_DIR, SERVER_ENVIRONMENT, ServerError, print_config, running_server
@@ -71,7 +71,7 @@ def measure(options):
     database, database_version = connect_database()
     scenarios, skipped = choose_scenarios(options, database)
     cpus = split_cpus(options.workers)
-    results = new_results_dir()
+    results = new_results_dir(RESULTS_DIR)
     measurements = {
         "started_at": now(),
         "machine": machine(*cpus, database_version),
@@ -306,7 +306,7 @@ def connect_database():
         host = settings.DATABASES["default"].get("HOST") or "localhost"
         sys.exit(
             f"DATABASE_URL: PostgreSQL at {host} does not answer ({reason}): "
-            "start it, or unset DATABASE_URL to test without it"
+            "start it, or unset DATABASE_URL for devdb.py to bring one"
         )
     finally:
         connection.close()
@@ -321,7 +321,7 @@ def choose_scenarios(options, database):
     for name in options.scenarios:
         scenario = DEMO_SCENARIOS[name]
         if scenario.uses_database and database is None:
-            reason = "no PostgreSQL: set DATABASE_URL to a PostgreSQL database to run it"
+            reason = "no PostgreSQL: on SQLite (the first line says why)"
             skipped.append({"scenario": name, "reason": reason})
             console.print(f"[yellow]Skipping the {name} scenario: {reason}")
             continue
@@ -380,27 +380,3 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def new_results_dir():
-    """loadtest-results/<timestamp>/, with loadtest-results/latest pointing at it."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    for suffix in ("", *(f"-{number}" for number in range(2, 100))):
-        results = RESULTS_DIR / f"{stamp}{suffix}"
-        try:
-            results.mkdir()
-            break
-        except FileExistsError:
-            continue
-    stamp = results.name
-    latest = RESULTS_DIR / "latest"
-    partial = RESULTS_DIR / ".latest.partial"
-    partial.unlink(missing_ok=True)
-    partial.symlink_to(stamp, target_is_directory=True)
-    partial.replace(latest)
-    return results
-
-
-def now():
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -15,7 +15,6 @@ import platform
 import signal
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
 from importlib import metadata
 from importlib.util import find_spec
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from environs import Env
 from rich.console import Console
 
 import devdb
+from loadtest.results import new_results_dir, now
 from loadtest.server import PROJECT_DIR, ServerError, print_config
 
 from . import nginx
@@ -63,7 +63,7 @@ def run_scenarios(options):
             f"DATABASE_URL: PostgreSQL at {host}:{port} does not answer: start it, "
             "or unset DATABASE_URL for devdb.py to bring one"
         )
-    results = new_results_dir()
+    results = new_results_dir(RESULTS_DIR)
     summary = {
         "started_at": now(),
         "options": asdict(options),
@@ -147,25 +147,3 @@ def machine():
         "database_driver": "psycopg" if find_spec("psycopg") else "psycopg2",
         "versions": versions,
     }
-
-
-def new_results_dir():
-    """resilience-results/<timestamp>/, with resilience-results/latest pointing at it."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    for suffix in ("", *(f"-{number}" for number in range(2, 100))):
-        results = RESULTS_DIR / f"{stamp}{suffix}"
-        try:
-            results.mkdir()
-            break
-        except FileExistsError:
-            continue
-    partial = RESULTS_DIR / ".latest.partial"
-    partial.unlink(missing_ok=True)
-    partial.symlink_to(results.name, target_is_directory=True)
-    partial.replace(RESULTS_DIR / "latest")
-    return results
-
-
-def now():
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -37,7 +37,7 @@ def test_readyz_is_ok_when_the_database_answers(client):
 def database_at(monkeypatch):
     """Point the default database at another address, for the probe only."""
     if connection.vendor != "postgresql":
-        pytest.skip("needs a database server to take away: set DATABASE_URL to PostgreSQL")
+        pytest.skip("needs a database server to take away: PostgreSQL, which devdb.py brings")
 
     def point(host, port):
         connection.close()
