@@ -1,7 +1,7 @@
 """The PostgreSQL the development sessions use, brought along when none is configured.
 
 `nox -s tests` (pytest loads this module as a plugin: `-p devdb` in pyproject.toml),
-`nox -s loadtest`{% if cookiecutter.include_demo_endpoints %} and `nox -s smoke`{% endif %} take the first of
+{% if cookiecutter.include_demo_endpoints %}`nox -s smoke`, `nox -s resilience` {% endif %}and `nox -s loadtest` take the first of
 these, and say which in one line (pytest in its report header):
 
 1. configured: DATABASE_URL, from the environment or .env, whatever it names (SQLite too:
