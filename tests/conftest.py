@@ -131,6 +131,26 @@ def database_url(postgres_admin):
     postgres_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def raw_request(port, head, chunks=()):
+    """Send `head` (and `chunks` of body); return (status, response head) once it arrives."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            for chunk in chunks:
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered before the whole body: the answer is what counts
+        response = b""
+        while b"\r\n\r\n" not in response:
+            data = sock.recv(65536)
+            if not data:
+                break
+            response += data
+    response_head = response.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    status = int(response_head.split(" ", 2)[1]) if response_head else None
+    return status, response_head
+
+
 def free_port():
     """A TCP port nothing listens on now (the server binds it a moment later)."""
     with socket.socket() as sock:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import POSTGRES_ADMIN_URL, free_port
+from conftest import POSTGRES_ADMIN_URL, free_port, raw_request
 from test_presets import environment
 
 NGINX = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin")
@@ -254,26 +254,6 @@ def healthz(port, timeout):
         return None, time.monotonic() - started
     finally:
         connection.close()
-
-
-def raw_request(port, head, chunks=()):
-    """Send `head` (and `chunks` of body); return (status, response head) once it arrives."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head)
-        try:
-            for chunk in chunks:
-                sock.sendall(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered before the whole body: the answer is what counts
-        response = b""
-        while b"\r\n\r\n" not in response:
-            data = sock.recv(65536)
-            if not data:
-                break
-            response += data
-    response_head = response.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-    status = int(response_head.split(" ", 2)[1]) if response_head else None
-    return status, response_head
 
 
 def post_head(size=None):

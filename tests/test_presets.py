@@ -8,12 +8,11 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
-from conftest import free_port
+from conftest import free_port, raw_request
 
 pytestmark = pytest.mark.slow
 
@@ -286,18 +285,9 @@ def test_bad_django_settings_stop_the_master_before_any_worker(project, command)
     assert "Booting worker" not in result.stdout + result.stderr
 
 
-def exchange(server, request, timeout=10):
+def exchange(server, request):
     """Send raw bytes to `server`; its answer's head (status line and headers)."""
-    host, port = server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as connection:
-        connection.sendall(request)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    return answer.split(b"\r\n\r\n")[0].decode("latin-1")
+    return raw_request(int(server.url.rsplit(":", 1)[1]), request)[1]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
