@@ -125,6 +125,17 @@ def postgres_admin():
 @pytest.fixture
 def database_url(postgres_admin):
     """A fresh, empty database for one test, dropped afterwards."""
+    yield from fresh_database(postgres_admin)
+
+
+@pytest.fixture(scope="module")
+def module_database(postgres_admin):
+    """A fresh, empty database shared by one module's tests, dropped afterwards."""
+    yield from fresh_database(postgres_admin)
+
+
+def fresh_database(postgres_admin):
+    """Create a database, yield its URL, drop it (connections and all)."""
     name = f"tpl_{uuid.uuid4().hex[:12]}"
     postgres_admin.execute(f'CREATE DATABASE "{name}"')
     yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"

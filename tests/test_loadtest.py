@@ -12,11 +12,9 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from conftest import POSTGRES_ADMIN_URL
 from test_presets import environment, run
 
 pytestmark = pytest.mark.slow
@@ -28,15 +26,6 @@ DEFAULT_BUDGET = 40  # DATABASE_CONNECTION_BUDGET's default
 @pytest.fixture(scope="module")
 def project(installed_project):
     return installed_project()
-
-
-@pytest.fixture(scope="module")
-def module_database(postgres_admin):
-    """A database for this module's runs, dropped afterwards."""
-    name = f"tpl_load_{uuid.uuid4().hex[:10]}"
-    postgres_admin.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    postgres_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def loadtest(project, *args, timeout=600, **env):

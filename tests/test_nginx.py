@@ -18,14 +18,13 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import POSTGRES_ADMIN_URL, free_port, raw_request
+from conftest import free_port, raw_request
 from test_presets import environment
 
 NGINX = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin")
@@ -76,15 +75,6 @@ http {{
 @pytest.fixture(scope="module")
 def project(installed_project):
     return installed_project()
-
-
-@pytest.fixture(scope="module")
-def module_database(postgres_admin):
-    """A database for this module's servers, dropped afterwards."""
-    name = f"tpl_nginx_{uuid.uuid4().hex[:10]}"
-    postgres_admin.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    postgres_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ outage.
 
 import json
 import shutil
-import uuid
 
 import pytest
-from conftest import POSTGRES_ADMIN_URL
 from test_presets import run
 
 pytestmark = pytest.mark.slow
@@ -33,15 +31,6 @@ SLOW_CONNECTIONS = 30
 @pytest.fixture(scope="module")
 def project(installed_project):
     return installed_project()
-
-
-@pytest.fixture(scope="module")
-def module_database(postgres_admin):
-    """A database for this module's runs, dropped afterwards."""
-    name = f"tpl_resilience_{uuid.uuid4().hex[:10]}"
-    postgres_admin.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    postgres_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def resilience(project, *args, timeout=420, **env):
