@@ -17,6 +17,9 @@ slow or greedy clients.
   asgi worker forever.
 - Large bodies (all). A request whose Content-Length is over
   GUNICORN_MAX_REQUEST_BODY gets a 413 before its body is read (limits.py).
+- Unread bodies (sync, gthread, gevent). What the application left of a body
+  is read before the connection closes, so that closing does not reset it and
+  nginx answers with the application's response, not a 502 (limits.py).
 - Absolute-form request lines (asgi). `GET http://host/path HTTP/1.1` gives
   gunicorn 27's asgi worker a path of `http://host/path`, which Django then
   puts after the host in redirects: the worker keeps the path only, as

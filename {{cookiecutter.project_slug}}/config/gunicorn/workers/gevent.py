@@ -8,6 +8,7 @@ from config.gunicorn.workers.limits import (
     REQUEST_HEAD_TIMEOUT,
     RefuseLargeBodies,
     content_length,
+    read_unread_body,
     too_large,
 )
 
@@ -29,4 +30,5 @@ class HeadTimeoutGeventWorker(RefuseLargeBodies, GeventWorker):
     def handle_request(self, listener_name, req, sock, addr):
         if too_large(content_length(req)):
             req.must_close = True  # else the worker reads the body to find the next request
-        return super().handle_request(listener_name, req, sock, addr)
+        keep_alive = super().handle_request(listener_name, req, sock, addr)
+        return read_unread_body(req, sock) and keep_alive

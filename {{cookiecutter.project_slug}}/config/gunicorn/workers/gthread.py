@@ -2,11 +2,17 @@
 
 from gunicorn.workers.gthread import ThreadWorker
 
-from config.gunicorn.workers.limits import RefuseLargeBodies
+from config.gunicorn.workers.limits import RefuseLargeBodies, read_unread_body
 
 
 class DrainingThreadWorker(RefuseLargeBodies, ThreadWorker):
     model = "gthread"
+
+    def handle_request(self, req, conn):
+        keep_alive = super().handle_request(req, conn)
+        # Read whatever the body still holds in this thread, with a bound, whether the
+        # connection closes next or waits for its next request.
+        return read_unread_body(req, conn.sock) and keep_alive
 
     def set_accept_enabled(self, enabled):
         # gunicorn stops accepting here once SIGTERM has been received: take in what waits

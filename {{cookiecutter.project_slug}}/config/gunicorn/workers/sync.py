@@ -4,13 +4,17 @@ import errno
 
 from gunicorn.workers.sync import SyncWorker
 
-from config.gunicorn.workers.limits import RefuseLargeBodies
+from config.gunicorn.workers.limits import RefuseLargeBodies, read_unread_body
 
 NOTHING_WAITING = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED)
 
 
 class DrainingSyncWorker(RefuseLargeBodies, SyncWorker):
     model = "sync"
+
+    def handle_request(self, listener, req, client, addr):
+        super().handle_request(listener, req, client, addr)
+        read_unread_body(req, client)  # before gunicorn closes the connection
 
     def run(self):
         super().run()  # returns once SIGTERM has been received, or the master is gone
