@@ -15,18 +15,14 @@ Without DATABASE_URL, devdb.py finds or brings a PostgreSQL for the session and
 removes it at the end: the first line printed says which.
 """
 
-import contextlib
 import json
 import os
 import platform
-import signal
 import sys
 import time
 import urllib.request
 from dataclasses import asdict
-from importlib import metadata
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import devdb
@@ -40,6 +36,7 @@ from .results import new_results_dir, now
 from .sampling import tree_cpu_seconds
 from .scenarios import from_locustfile
 from .server import PROJECT_DIR, SERVER_ENVIRONMENT, ServerError, print_config, running_server
+from .session import Interrupted, console, installed_versions, interrupt_on_sigterm
 from .sizing import Sizing
 
 RESULTS_DIR = PROJECT_DIR / "loadtest-results"
@@ -49,13 +46,6 @@ CALIBRATION_S = 4.0
 # sync worker with 500 of them queued: 25 s of /demo/io?ms=50): the next run waits.
 SETTLE_TIMEOUT_S = 120.0
 VERSIONS = ("django", "gunicorn", "gevent", "locust", "psycopg", "psycopg2-binary", "uvloop")
-
-# A log file or CI output gets the table whole, not folded to 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-
-
-class Interrupted(Exception):
-    """SIGTERM: stop like Ctrl-C does, through every `finally`."""
 
 
 def main(argv=None):
@@ -84,7 +74,7 @@ def measure(options):
         "presets": {},
         "runs": [],
     }
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    interrupt_on_sigterm()
     session = Session(options, scenarios, results, measurements, database, cpus)
     try:
         session.run_all()
@@ -101,10 +91,6 @@ def measure(options):
     report.print_summary(console, summary, results)
     failed = [row for row in summary["rows"] if row["error"]]
     return 1 if failed else 0
-
-
-def stop_on_sigterm(signum, frame):
-    raise Interrupted
 
 
 class Session:
@@ -353,10 +339,6 @@ def split_cpus(locust_workers, cpus=None):
 
 
 def machine(server_cpus, generator_cpus, database_version):
-    versions = {}
-    for name in VERSIONS:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
     return {
         "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
@@ -367,7 +349,7 @@ def machine(server_cpus, generator_cpus, database_version):
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "database": database_version,
-        "versions": versions,
+        "versions": installed_versions(VERSIONS),
     }
 
 

@@ -10,21 +10,18 @@ start), 2 for a bad option, 130 when interrupted (Ctrl-C or SIGTERM), every
 server, proxy and nginx it started stopped.
 """
 
-import contextlib
 import platform
-import signal
 import sys
 from dataclasses import asdict
-from importlib import metadata
 from importlib.util import find_spec
 from urllib.parse import urlsplit
 
 from environs import Env
-from rich.console import Console
 
 import devdb
 from loadtest.results import new_results_dir, now
 from loadtest.server import PROJECT_DIR, ServerError, print_config
+from loadtest.session import Interrupted, console, installed_versions, interrupt_on_sigterm
 
 from . import nginx
 from .options import parse
@@ -35,17 +32,6 @@ from .scenarios.context import Context
 
 RESULTS_DIR = PROJECT_DIR / "resilience-results"
 VERSIONS = ("django", "gunicorn", "gevent", "uvloop", "psycopg", "psycopg2-binary")
-
-# A log file or CI output gets the table whole, not folded to 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-
-
-class Interrupted(Exception):
-    """SIGTERM: stop like Ctrl-C does, through every `finally`."""
-
-
-def stop_on_sigterm(signum, frame):
-    raise Interrupted
 
 
 def main(argv=None):
@@ -71,7 +57,7 @@ def run_scenarios(options):
         "nginx_unavailable": nginx.unavailable(),  # None: slowloris runs through it too
     }
     rows = []
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    interrupt_on_sigterm()
     try:
         config, broken = read_configs(options.presets)
         context = Context(results, options.quick, database_url, config)
@@ -136,14 +122,10 @@ def postgresql_url():
 
 
 def machine():
-    versions = {}
-    for name in VERSIONS:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
     return {
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
         # Django's PostgreSQL backend takes psycopg 3 whenever it is installed.
         "database_driver": "psycopg" if find_spec("psycopg") else "psycopg2",
-        "versions": versions,
+        "versions": installed_versions(VERSIONS),
     }
