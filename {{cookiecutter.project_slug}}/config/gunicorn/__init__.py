@@ -6,10 +6,11 @@
     sizing.py       workers, threads, connections from the CPU budget: every preset's rule
     cpu.py          the CPU budget: affinity and cgroup quotas
     environment.py  the environment variables, checked
+    accesslog.py    the access log, at a twentieth of the cost of gunicorn's own
     startup.py      what the master checks before any worker forks; the start-up line
     production.py   debug pages never on the network; warnings for what serves but should not
-    workers/        gunicorn's worker classes, guarded: they drain on shutdown, and bound slow
-                    clients and large bodies
+    workers/        gunicorn's worker classes, guarded: they bound slow clients and large
+                    bodies, drain on shutdown, and are recycled when their memory grows
     cooperative.py  the gevent preset's checks: patched first, a driver that waits cooperatively
     healthcheck.py  `python -m config.gunicorn.healthcheck`, the container's health check
     database/       the connection plan (plan.py), the settings that apply it (settings.py),

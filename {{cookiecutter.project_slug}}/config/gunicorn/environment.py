@@ -20,6 +20,11 @@
                                  (workers/limits.py); default 10485760 (10 MiB)
     GUNICORN_ALLOW_DEBUG         true to serve with DJANGO_DEBUG=true on an address
                                  other hosts can reach (refused otherwise)
+    GUNICORN_RECYCLE_GROWTH_MIB  MiB a worker may grow past its size after warm-up
+                                 before it is replaced (workers/recycle.py); 0 never
+                                 replaces one; default 256
+    GUNICORN_RECYCLE_INTERVAL    seconds at least between two workers replaced for
+                                 their memory; 1 to 86400, default 60
 
 Read by the Django settings (database/settings.py), not by gunicorn:
 
@@ -48,6 +53,9 @@ DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"  # a proxy on this host only; neve
 DEFAULT_DATABASE_CONNECTION_BUDGET = 40
 # As deploy/nginx/'s client_max_body_size: uploads of a few MB, never a disk-filling body.
 DEFAULT_MAX_REQUEST_BODY = 10 * 1024 * 1024
+# See workers/recycle.py for what they were measured against.
+DEFAULT_RECYCLE_GROWTH_MIB = 256
+DEFAULT_RECYCLE_INTERVAL = 60
 
 
 class BadSetting(ValueError):
@@ -67,6 +75,8 @@ class Environment:
     database_connection_budget: int
     max_request_body: int
     allow_debug: bool
+    recycle_growth_mib: int  # 0: never replace a worker for its memory
+    recycle_interval: int
 
 
 def whole_number(environ, name, low, high, default=None, limit_from=None):
@@ -150,4 +160,10 @@ def read_environment(environ=os.environ):
             environ, "GUNICORN_MAX_REQUEST_BODY", 0, 2**40, DEFAULT_MAX_REQUEST_BODY
         ),
         allow_debug=boolean(environ, "GUNICORN_ALLOW_DEBUG"),
+        recycle_growth_mib=whole_number(
+            environ, "GUNICORN_RECYCLE_GROWTH_MIB", 0, 1024**2, DEFAULT_RECYCLE_GROWTH_MIB
+        ),
+        recycle_interval=whole_number(
+            environ, "GUNICORN_RECYCLE_INTERVAL", 1, 86_400, DEFAULT_RECYCLE_INTERVAL
+        ),
     )

@@ -41,12 +41,15 @@ Traps:
   balancer's next request on it, which gets a 502. (Google Cloud keeps backend
   connections 600 s: use --keep-alive 620 there.)
 - Keep-alive keeps each client with the worker that accepted it. When a worker
-  restarts after max_requests, its clients reconnect to the workers still
-  running, which keep them, each with only its share of the pool: with one of
-  2 workers holding 93 % of 100 clients, /demo/db?ms=50 ran at 460 requests/s
-  instead of 650 to 700 (`nox -s loadtest` shows the "busiest worker"). More
-  workers, on more CPUs, make a smaller share; so does a proxy in front that
-  recycles its connections (see README.md, "Traps, measured").
+  is replaced (its memory grew: workers/recycle.py), its clients reconnect to
+  the workers still running, which keep them: more workers, on more CPUs, make
+  a smaller share; so does a proxy in front that recycles its connections (see
+  README.md, "Traps, measured"). gunicorn's max_requests did this every 3 to 4 s
+  at 2,800 requests/s per worker, and cost 18 % of the throughput: the presets
+  no longer set it.
+- A worker takes 1,000 connections, plus a tenth to refuse more with a 503 (and
+  still serve probes): every phase of a connection is bounded in time
+  (workers/gevent.py), so slow clients cannot hold them all.
 """
 
 from gevent import monkey

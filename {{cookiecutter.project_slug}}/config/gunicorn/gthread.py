@@ -6,7 +6,7 @@ serves several requests at once; processes add CPU parallelism.
 
 Sizing: CPUs + 1 workers x 8 threads (GUNICORN_THREADS). One process per CPU is
 enough to use every CPU, since threads, not extra processes, cover the waiting;
-the +1 covers a worker that is restarting (max_requests) or busy computing.
+the +1 covers a worker that is being replaced or busy computing.
 8 threads keep one CPU busy while requests spend about 7/8 of their time
 waiting; more threads per process only queue on the GIL.
 
@@ -18,19 +18,19 @@ each worker shares a pool of budget / workers between its threads instead
 connections, with no error. Measured on 2 CPUs, 100 clients on /demo/io?ms=50:
 454 requests/s of the 469 bound.
 
-Trap, measured here with gunicorn 27.0.1 (5 workers x 8 threads, 100 keep-alive
-clients, /demo/io?ms=50 for 10 s, bound 780 requests/s): a gthread worker
-accepts connections up to worker_connections (1000 by default) whether or not it
-has a free thread, and keep-alive pins each connection to its worker. With the
-defaults one worker held 66 to 92 of the 100 sockets: 300 to 600 requests/s.
-Keep-alive off alone: still 60 to 77 sockets on one worker, 590 requests/s.
-Hence both settings below: a worker takes a connection only when it has a free
-thread, the next one waits in the kernel's accept queue for any worker, and
-each connection carries one request: 630 to 750 requests/s, sockets spread
-evenly. The cost is a TCP handshake per request between the load balancer and
-gunicorn. (Keep-alive with worker_connections = 2 x threads did 720 to 755, but
-clients beyond workers x 16 connections waited in the accept queue, some for
-over 2 s.)
+Keep-alive, measured here with gunicorn 27.0.1 (2 CPUs, wrk with 100
+keep-alive clients): gunicorn's gthread worker accepts connections up to
+worker_connections whether or not it has a free thread, and keep-alive pins
+each connection to its worker, so one worker held most clients while the
+others idled (5 workers: one held 66 to 92 of 100; /demo/io?ms=50, 300 to 600
+requests/s of a 780 bound). This preset used to turn keep-alive off, which
+spread them but cost a TCP handshake per request: 2,859 requests/s on
+/healthz where stock gunicorn (`-k gthread -w 3 --threads 8`) served 6,797.
+Its worker now accepts a new connection only while one of its threads is idle
+(workers/gthread.py), so clients spread evenly and keep their connections:
+/demo/io?ms=50 at 447 requests/s (p99 237 ms) against stock's 373 (p99 456
+ms), and /healthz at stock's rate. Keep-alive is 75 s, as for gevent and asgi
+(see gevent.py).
 
 Other traps:
 - `timeout` does not bound a request: the worker's main thread keeps reporting
@@ -47,7 +47,7 @@ sized = base.size("gthread")
 workers = sized.workers
 threads = sized.threads
 worker_connections = sized.worker_connections
-keepalive = 0
+keepalive = 75
 # As in sync.py: fork from a master that has imported Django already.
 preload_app = True
 when_ready = base.log_startup("gthread", sized)

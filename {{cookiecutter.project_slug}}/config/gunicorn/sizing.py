@@ -28,7 +28,7 @@ RULES = {
     "asgi": (lambda cpus: cpus, "CPUs"),
 }
 DEFAULT_THREADS = 8
-DEFAULT_GEVENT_CONNECTIONS = 1000
+DEFAULT_CONNECTIONS = 1000  # gunicorn's worker_connections
 # Memory under load, from `nox -s loadtest` on 2 CPUs (PSS, master and workers together):
 # sync 192 MiB with 5 workers, gthread 145 with 3, gevent 160 with 2, asgi 187 with 2.
 MASTER_MIB = 30
@@ -66,8 +66,8 @@ def size(model, cpus, env):
         workers, workers_from = sized, formula
     threads = (env.threads or DEFAULT_THREADS) if model == "gthread" else 1
     connections = {
-        "gthread": env.worker_connections or threads,
-        "gevent": env.worker_connections or DEFAULT_GEVENT_CONNECTIONS,
+        "gthread": env.worker_connections or DEFAULT_CONNECTIONS,
+        "gevent": env.worker_connections or DEFAULT_CONNECTIONS,
     }.get(model)
     return Sizing(model, workers, workers_from, threads, connections)
 

@@ -17,8 +17,9 @@ Traps:
 - `timeout` is the longest a request may run: past GUNICORN_TIMEOUT (30 s) the
   worker is killed mid-request and the client gets a 502 from the proxy.
 - No keep-alive: the sync worker closes the connection after each response.
-- A slow client ties up a whole worker: keep a buffering proxy or load balancer
-  in front, as gunicorn expects.
+- A slow client ties up a whole worker (for 10 s at most per request head, and
+  10 s between two bytes of a body: workers/sync.py): keep a buffering proxy or
+  load balancer in front, as gunicorn expects.
 """
 
 from config.gunicorn import base, workers
@@ -28,7 +29,7 @@ worker_class = workers.CLASSES["sync"]  # gunicorn's, guarded: see workers/
 sized = base.size("sync")
 workers = sized.workers
 # Import Django once in the master, then fork: workers boot in milliseconds (so
-# max_requests restarts are cheap) and share the imported code's memory pages.
+# replacing one is cheap) and share the imported code's memory pages.
 # Nothing may connect to the database at import: the workers would share the socket.
 preload_app = True
 when_ready = base.log_startup("sync", sized)

@@ -1,32 +1,16 @@
-"""The presets' worker classes: gunicorn's own, with what they lack at shutdown and with
-slow or greedy clients.
+"""The presets' worker classes: gunicorn's own, with what they lack with slow or greedy
+clients, at shutdown, and over a long life.
 
-- Shutdown (sync, gthread). On SIGTERM (a deploy, a scale-down, `docker stop`)
-  gunicorn's sync and gthread workers stop accepting, and the connections the
-  kernel had already accepted for them, waiting in the listen backlog, are
-  reset when the last worker exits: with 50 requests of 1 s in flight, sync
-  answered 5 and gthread 25. These workers keep accepting until the backlog
-  is empty, within the graceful timeout: 50 of 50. gevent and asgi workers
-  accept everything at once, so nothing waits in their backlog.
-- Slow clients (gevent, asgi). A client that sends its request head a byte at
-  a time (slowloris) holds whatever serves it. sync and gthread are for running
-  behind a buffering proxy, which reads whole requests before passing them on
-  (deploy/nginx/). gevent and asgi, also run without one, close a connection
-  whose first request head has not arrived within REQUEST_HEAD_TIMEOUT:
-  gunicorn's gevent worker waits up to its keep-alive timeout (75 s here), its
-  asgi worker forever.
-- Large bodies (all). A request whose Content-Length is over
-  GUNICORN_MAX_REQUEST_BODY gets a 413 before its body is read (limits.py).
-- Unread bodies (sync, gthread, gevent). What the application left of a body
-  is read before the connection closes, so that closing does not reset it and
-  nginx answers with the application's response, not a 502 (limits.py).
-- Absolute-form request lines (asgi). `GET http://host/path HTTP/1.1` gives
-  gunicorn 27's asgi worker a path of `http://host/path`, which Django then
-  puts after the host in redirects: the worker keeps the path only, as
-  gunicorn's WSGI parser does.
+    limits.py     what a request must be, and how fast its head and body must come,
+                  before the application sees it: every worker applies it
+    lifecycle.py  a stop sent while a worker boots is not lost; recycling (recycle.py:
+                  a worker is replaced when its memory has grown, never two at once)
+    sync.py gthread.py gevent.py asgi.py   each worker model's class, and what it adds
+                  for its own model: see each module
 
 Each class says which worker model it is (`model`), for the checks and the
-start-up line.
+start-up line. Cost: none of them serves measurably fewer requests than
+gunicorn's own class of the same model (`nox -s loadtest -- --presets ...,stock`).
 """
 
 from gunicorn.workers import SUPPORTED_WORKERS
@@ -34,9 +18,9 @@ from gunicorn.workers import SUPPORTED_WORKERS
 # The class each preset runs, by worker model: module paths, so that a preset imports only
 # its own (the sync preset never imports gevent).
 CLASSES = {
-    "sync": f"{__name__}.sync.DrainingSyncWorker",
-    "gthread": f"{__name__}.gthread.DrainingThreadWorker",
-    "gevent": f"{__name__}.gevent.HeadTimeoutGeventWorker",
+    "sync": f"{__name__}.sync.GuardedSyncWorker",
+    "gthread": f"{__name__}.gthread.GuardedThreadWorker",
+    "gevent": f"{__name__}.gevent.GuardedGeventWorker",
     "asgi": f"{__name__}.asgi.GuardedASGIWorker",
 }
 

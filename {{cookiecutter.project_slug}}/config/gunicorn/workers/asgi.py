@@ -1,43 +1,91 @@
-"""The asgi preset's worker: gunicorn's, with its connections guarded (see __init__.py)."""
+"""The asgi preset's worker: gunicorn's, with the same limits on requests as the others.
 
+gunicorn's ASGI protocol is one class of 2,800 lines with no setting to extend
+it, so the limits live where ASGI has public seams instead:
+
+- an ASGI middleware around the application (`guard`) applies limits.py's
+  rules to each request: HTTP version and Host, the declared body size (413
+  before anything is read: gunicorn's worker otherwise hands any body, 300 MB
+  of chunks included, to Django, which spools it to /tmp before routing it),
+  the body read whole within its time limits (408), a chunked body stopped at
+  the limit (413); it also turns an absolute-form request target
+  (`GET http://host/path`) into its path, as gunicorn's WSGI parser does
+  (gunicorn 27's ASGI parser gave Django `http://host/path` as the path, which
+  it then put after the host in redirects), and logs a client that left
+  before its response as 499, as nginx does, where gunicorn logged a 500;
+- the connection (`HeadDeadlineProtocol`, through asyncio's public Protocol
+  methods) is closed when its first request head has not arrived within
+  REQUEST_HEAD_TIMEOUT: gunicorn's waits for it forever (it bounds later heads
+  with its keep-alive timeout).
+
+What stays private is one module attribute: gunicorn's worker builds its
+connections from `gunicorn.workers.gasgi.ASGIProtocol`, with no setting to name
+another class (tests/test_workers.py checks it on the gunicorn versions claimed).
+"""
+
+import asyncio
 from urllib.parse import urlsplit
 
 from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers import gasgi
 
-from config.gunicorn.workers.limits import REQUEST_HEAD_TIMEOUT, TOO_LARGE_BODY, too_large
+from config.gunicorn.workers.lifecycle import Lifecycle
+from config.gunicorn.workers.limits import (
+    BODY_STALL_TIMEOUT,
+    MAX_REQUEST_BODY,
+    REQUEST_HEAD_TIMEOUT,
+    TOO_LARGE_BODY,
+    Refusal,
+    body_deadline,
+    client_address,
+    spooled_file,
+)
 
 ABSOLUTE_FORM = (b"http://", b"https://")
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the response
+HEAD_END = b"\r\n\r\n"
 
 
-class GuardedProtocol(ASGIProtocol):
-    """gunicorn's HTTP/1 connection, with a bound on its first request head and its body."""
+class GuardedASGIWorker(Lifecycle, gasgi.ASGIWorker):
+    model = "asgi"
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        self.asgi = guard(self.asgi, self.log)
+
+    def run(self):
+        gasgi.ASGIProtocol = HeadDeadlineProtocol  # in this worker process only
+        super().run()
+
+
+class HeadDeadlineProtocol(ASGIProtocol):
+    """gunicorn's connection, closed if its first request head takes over REQUEST_HEAD_TIMEOUT."""
 
     head_deadline = None
 
-    def __init__(self, worker):
-        super().__init__(worker)
-        self.log = ClientGoneLog(self.log, self)
-
     def connection_made(self, transport):
         super().connection_made(transport)
-        self.head_deadline = self.worker.loop.call_later(REQUEST_HEAD_TIMEOUT, transport.close)
+        self.head_tail = b""
+        self.head_deadline = self.worker.loop.call_later(REQUEST_HEAD_TIMEOUT, self.head_too_slow)
 
-    def _on_headers_complete(self):
+    def head_too_slow(self):
+        self.head_deadline = None
+        self.log.warning(
+            "Closed a connection from %s: no complete request head within %s s",
+            client_address(self.transport.get_extra_info("peername")),
+            REQUEST_HEAD_TIMEOUT,
+        )
+        self.transport.close()
+
+    def data_received(self, data):
         if self.head_deadline is not None:
-            self.head_deadline.cancel()
-        if too_large(self._callback_parser.content_length):
-            self._send_error_response(413, TOO_LARGE_BODY)
-            self._close_transport()
-            return False
-        outcome = super()._on_headers_complete()
-        request = self._current_request
-        if request.raw_path.lower().startswith(ABSOLUTE_FORM):
-            # RFC 9112 3.2.2: a proxy's absolute-form target; the path is what follows the host.
-            request.raw_path = urlsplit(request.raw_path).path or b"/"
-            request.path = urlsplit(request.path).path or "/"
-        return outcome
+            seen = self.head_tail + data
+            if HEAD_END in seen:
+                self.head_deadline.cancel()
+                self.head_deadline = None
+            else:
+                self.head_tail = seen[-(len(HEAD_END) - 1) :]
+        super().data_received(data)
 
     def connection_lost(self, exc):
         if self.head_deadline is not None:
@@ -45,32 +93,133 @@ class GuardedProtocol(ASGIProtocol):
         super().connection_lost(exc)
 
 
-class ClientGoneLog:
-    """gunicorn's log, for one connection: a request whose client left is logged as 499.
+def guard(application, log):
+    """The ASGI `application`, with limits.py's rules applied to each HTTP request."""
 
-    A client that closes its connection before the response starts (a load
-    generator stopping, a browser tab closed) gets nothing, and gunicorn 27's
-    asgi worker logged each such request as "500 0", though nothing failed:
-    Django had cancelled the view, or finished it with no one to send it to.
+    async def guarded(scope, receive, send):
+        if scope["type"] != "http":
+            return await application(scope, receive, send)
+        try:
+            length = check_scope(scope)
+            if length != 0:
+                receive = await buffered_body(receive, length)
+        except Refusal as error:
+            client = client_address(scope.get("client"))
+            log.warning("%s %s to %s: %s", error.status, error.reason, client, error.line)
+            return await respond(send, error)
+        if scope["raw_path"].lower().startswith(ABSOLUTE_FORM):
+            # RFC 9112 3.2.2: a proxy's absolute-form target; the path is what follows the host.
+            scope["raw_path"] = urlsplit(scope["raw_path"]).path or b"/"
+            scope["path"] = urlsplit(scope["path"]).path or "/"
+        await serve_noting_departures(application, scope, receive, send)
+
+    return guarded
+
+
+def check_scope(scope):
+    """The body's length as limits.check_head gives it (0, a length, None: chunked).
+
+    Raises Refusal where limits.check_head would refuse.
     """
+    if scope["http_version"] not in ("1.0", "1.1"):
+        raise Refusal(400, "Bad Request", f"HTTP/{scope['http_version']} is not supported")
+    host = None
+    length = 0
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+        elif name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            length = None
+    if host is None and scope["http_version"] == "1.1":
+        raise Refusal(400, "Bad Request", "HTTP/1.1 request without a Host header")
+    if length is not None and length > MAX_REQUEST_BODY:
+        raise Refusal(413, "Content Too Large", TOO_LARGE_BODY)
+    return length
 
-    def __init__(self, log, protocol):
-        self.wrapped, self.protocol = log, protocol
 
-    def __getattr__(self, name):
-        return getattr(self.wrapped, name)
+async def buffered_body(receive, length):
+    """Read the whole body within its time limits; a `receive` that gives it back at once."""
+    body = spooled_file()
+    try:
+        await copy_body(receive, length, body)
+    except Refusal:
+        body.close()
+        raise
+    body.seek(0)
+    replayed = False
 
-    def access(self, resp, req, environ, request_time):
-        if self.protocol._closed and resp.status == 500 and not resp.sent:
-            resp.status = CLIENT_CLOSED_REQUEST
-        self.wrapped.access(resp, req, environ, request_time)
+    async def replay():
+        nonlocal replayed
+        if replayed:
+            return await receive()  # what follows: a disconnect
+        replayed = True
+        with body:
+            return {"type": "http.request", "body": body.read(), "more_body": False}
+
+    return replay
 
 
-class GuardedASGIWorker(gasgi.ASGIWorker):
-    model = "asgi"
+async def copy_body(receive, length, body):
+    received = 0
+    try:
+        async with asyncio.timeout(body_deadline(length)):
+            while True:
+                message = await asyncio.wait_for(receive(), BODY_STALL_TIMEOUT)
+                if message["type"] == "http.disconnect":
+                    raise Refusal(408, "Request Timeout", "client left while sending its body")
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > MAX_REQUEST_BODY:
+                    raise Refusal(413, "Content Too Large", TOO_LARGE_BODY)
+                body.write(chunk)
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        raise Refusal(408, "Request Timeout", "request body stopped arriving") from None
 
-    def run(self):
-        # gunicorn's worker builds its connections from this module-level name, in this
-        # process only: there is no setting for the protocol class.
-        gasgi.ASGIProtocol = GuardedProtocol
-        super().run()
+
+async def respond(send, error):
+    body = f"{error.line}\n".encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def serve_noting_departures(application, scope, receive, send):
+    """Run the application; a client that left before any response is logged as a 499.
+
+    Django cancels a view whose client has gone (http.disconnect) and sends nothing;
+    gunicorn then logged the request as "500 0", though nothing failed.
+    """
+    started = False
+    left = False
+
+    async def noting_receive():
+        nonlocal left
+        message = await receive()
+        left = left or message["type"] == "http.disconnect"
+        return message
+
+    async def noting_send(message):
+        nonlocal started
+        started = True
+        await send(message)
+
+    await application(scope, noting_receive, noting_send)
+    if left and not started:
+        try:
+            await send({"type": "http.response.start", "status": CLIENT_CLOSED_REQUEST})
+            await send({"type": "http.response.body", "body": b""})
+        except OSError:
+            pass  # gunicorn's protocol may refuse to write to a closed connection

@@ -1,24 +1,79 @@
-"""The sync preset's worker: gunicorn's, serving its listen backlog before it exits."""
+"""The sync preset's worker: gunicorn's, with bounded request heads and bodies, serving its
+listen backlog before it exits.
+
+Slow clients. A sync worker reading a request is taken from everyone else,
+which is why it belongs behind a buffering proxy (deploy/nginx/). Without one,
+gunicorn's worker waited for a request head or body until its own timeout
+(30 s), when the master killed it mid-request: a 500, a 120-line traceback and
+"Worker was sent SIGKILL". Here a head gets REQUEST_HEAD_TIMEOUT (10 s) and a
+body 10 s between two of its bytes (limits.py): then one line in the log, a
+408 for a body, and the worker serves the next client.
+
+Shutdown. On SIGTERM gunicorn's sync worker stops accepting, and the
+connections the kernel had accepted for it, waiting in the listen backlog, are
+reset when the last worker exits: with 50 requests of 1 s in flight, 5 were
+answered. This worker serves the backlog first, within the graceful timeout:
+50 of 50. (Not when it is being recycled: the other workers take it then.)
+"""
 
 import errno
 
 from gunicorn.workers.sync import SyncWorker
 
-from config.gunicorn.workers.limits import RefuseLargeBodies, read_unread_body
+from config.gunicorn.workers.lifecycle import Lifecycle
+from config.gunicorn.workers.limits import (
+    REQUEST_HEAD_TIMEOUT,
+    Refusal,
+    buffer_body,
+    check_head,
+    client_address,
+    refuse,
+    release_body,
+)
 
 NOTHING_WAITING = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED)
 
 
-class DrainingSyncWorker(RefuseLargeBodies, SyncWorker):
+class GuardedSyncWorker(Lifecycle, SyncWorker):
     model = "sync"
 
+    def handle(self, listener, client, addr):
+        if self.cfg.is_ssl:
+            return super().handle(listener, client, addr)  # gunicorn wraps the socket itself
+        client.settimeout(REQUEST_HEAD_TIMEOUT)
+        head_bound = HeadBoundSocket(client)
+        super().handle(listener, head_bound, addr)
+        if head_bound.stalled:
+            self.log.warning(
+                "Closed a connection from %s: no complete request head within %s s",
+                client_address(addr),
+                REQUEST_HEAD_TIMEOUT,
+            )
+
     def handle_request(self, listener, req, client, addr):
-        super().handle_request(listener, req, client, addr)
-        read_unread_body(req, client)  # before gunicorn closes the connection
+        sock = client
+        if isinstance(client, HeadBoundSocket):
+            client.reading_head = False
+            sock = client.sock
+        sock.settimeout(None)
+        try:
+            error, body_length = check_head(req)
+            if error is not None:
+                raise error
+            if body_length != 0:
+                buffer_body(req, sock, body_length)
+        except Refusal as error:
+            refuse(self.log, sock, error)
+            return
+        try:
+            super().handle_request(listener, req, client, addr)
+        finally:
+            if body_length != 0:
+                release_body(req)
 
     def run(self):
         super().run()  # returns once SIGTERM has been received, or the master is gone
-        if self.is_parent_alive():
+        if self.is_parent_alive() and not self.recycling:
             self.drain()
 
     def drain(self):
@@ -39,3 +94,28 @@ class DrainingSyncWorker(RefuseLargeBodies, SyncWorker):
                         raise
             if not served:
                 return
+
+
+class HeadBoundSocket:
+    """A client socket whose request head times out into the end of the connection.
+
+    gunicorn's sync worker logs a traceback for a socket timeout while it reads a
+    request head; an end of input it closes quietly. The worker logs one line.
+    """
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.reading_head = True
+        self.stalled = False
+
+    def recv(self, size):
+        try:
+            return self.sock.recv(size)
+        except TimeoutError:
+            if not self.reading_head:
+                raise  # a body's: limits.buffer_body answers it with a 408
+            self.stalled = True
+            return b""
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
