@@ -22,6 +22,23 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEMPLATE_TESTS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+# What the generated project's settings, presets and sessions read. The tests set what they
+# mean to; none of it may come from the shell that runs them (DJANGO_ALLOWED_HOSTS=* there
+# failed a generated project's test), so it leaves the environment of every process here.
+PROJECT_VARIABLES = (
+    "DJANGO_",
+    "DATABASE_",
+    "GUNICORN_",
+    "WEB_CONCURRENCY",
+    "PORT",
+    "FORWARDED_ALLOW_IPS",
+    "METRICS_PORT",
+    "LOG_FORMAT",
+    "SENTRY_DSN",
+    "OTEL_",
+)
+for name in [name for name in os.environ if name.startswith(PROJECT_VARIABLES)]:
+    del os.environ[name]
 
 
 def bake(output_dir, **answers):
@@ -57,11 +74,16 @@ class InstalledProject:
     def bin(self, name):
         return str(self.venv / "bin" / name)
 
+    def environment(self, **overrides):
+        """This process's environment, the venv first on PATH, with `overrides`."""
+        env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+        env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
+        env.update(overrides)
+        return env
+
     def run(self, *args, env=None, timeout=300, check=False):
         """Run a command from the project folder with the venv's tools first on PATH."""
-        full_env = {**os.environ, "PATH": f"{self.venv / 'bin'}:{os.environ['PATH']}"}
-        full_env.pop("VIRTUAL_ENV", None)
-        full_env.update(env or {})
+        full_env = self.environment(**(env or {}))
         return subprocess.run(
             args,
             cwd=self.path,

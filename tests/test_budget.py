@@ -56,7 +56,7 @@ def run_python(project, code, *args):
         capture_output=True,
         text=True,
         timeout=60,
-        env={key: value for key, value in os.environ.items() if not key.startswith("GUNICORN")},
+        env=project.environment(),
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

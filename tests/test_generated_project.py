@@ -4,7 +4,6 @@ Installs are cached per set of answers for the whole session (conftest's
 `installed_project`), so the default project is installed once for everything here.
 """
 
-import os
 import secrets
 import shutil
 import string
@@ -16,7 +15,6 @@ import pytest
 pytestmark = pytest.mark.slow
 
 # Settings read these; none may leak in from the shell running the template's tests.
-PROJECT_VARIABLES = ("DJANGO_", "DATABASE_URL", "GUNICORN_", "WEB_CONCURRENCY", "PORT")
 SECRET_KEY_CHARACTERS = string.ascii_letters + string.digits + "!@#%^&*(-_=+)"
 
 # (id, answers): one bake per database driver, and one of them on the newest Python.
@@ -29,20 +27,6 @@ POSTGRES_BAKES = {
 def random_secret_key():
     """Like Django's get_random_secret_key(): 50 characters, so `check --deploy` accepts it."""
     return "".join(secrets.choice(SECRET_KEY_CHARACTERS) for _ in range(50))
-
-
-def run_in(project, *args, env=None, timeout=300):
-    """Run a command in the project folder with its virtualenv first on PATH, clean env."""
-    clean = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(PROJECT_VARIABLES) and key != "VIRTUAL_ENV"
-    }
-    clean["PATH"] = f"{project.venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    clean.update(env or {})
-    return subprocess.run(
-        args, cwd=project.path, env=clean, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def require_python(version):
@@ -60,8 +44,7 @@ def require_python(version):
 def run_project_tests(project, tmp_path, env):
     """The project's own pytest run; returns (outcome counts, {skipped test: reason})."""
     report = tmp_path / "junit.xml"
-    result = run_in(
-        project,
+    result = project.run(
         project.bin("python"),
         "-m",
         "pytest",
@@ -119,8 +102,7 @@ def test_project_tests_pass_on_sqlite_skipping_only_the_database_outage(
 
 def test_production_settings_pass_the_deployment_checklist(installed_project):
     project = installed_project()
-    result = run_in(
-        project,
+    result = project.run(
         project.bin("python"),
         "manage.py",
         "check",
@@ -140,7 +122,7 @@ def test_lint_session_passes_with_the_projects_own_tools(installed_project):
     the project pins, without nox building a second virtualenv.
     """
     project = installed_project()
-    result = run_in(project, project.bin("nox"), "--no-venv", "--no-install", "-s", "lint")
+    result = project.run(project.bin("nox"), "--no-venv", "--no-install", "-s", "lint")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     for command in ("ruff check .", "ruff format --check .", "hadolint Dockerfile"):

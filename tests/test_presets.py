@@ -4,7 +4,6 @@ Everything runs in the default project, installed once (conftest's `installed_pr
 against the local PostgreSQL, each server on a free port.
 """
 
-import os
 import re
 import secrets
 import shutil
@@ -17,16 +16,6 @@ from conftest import free_port, raw_request
 pytestmark = pytest.mark.slow
 
 PRESETS = ("sync", "gthread", "gevent", "asgi")
-# Read by settings or presets; none may leak in from the shell running the template's tests.
-PROJECT_VARIABLES = (
-    "DJANGO_",
-    "DATABASE_URL",
-    "DATABASE_CONNECTION_BUDGET",
-    "GUNICORN_",
-    "WEB_CONCURRENCY",
-    "PORT",
-    "FORWARDED_ALLOW_IPS",
-)
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +28,9 @@ def project(installed_project):
 
 
 def environment(project, **overrides):
-    """A clean environment for the project: its venv first on PATH, production settings."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(PROJECT_VARIABLES) and key != "VIRTUAL_ENV"
-    }
-    env["PATH"] = f"{project.venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    env.update(DJANGO_SECRET_KEY=secrets.token_urlsafe(50), DJANGO_DEBUG="false")
-    env.update(overrides)
-    return env
+    """The project's environment (conftest keeps the shell's out) with production settings."""
+    production = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_DEBUG": "false"}
+    return project.environment(**production, **overrides)
 
 
 def run(project, *args, timeout=120, **env):

@@ -47,9 +47,10 @@ Traps:
   README.md, "Traps, measured"). gunicorn's max_requests did this every 3 to 4 s
   at 2,800 requests/s per worker, and cost 18 % of the throughput: the presets
   no longer set it.
-- A worker takes 1,000 connections, plus a tenth to refuse more with a 503 (and
-  still serve probes): every phase of a connection is bounded in time
-  (workers/gevent.py), so slow clients cannot hold them all.
+- A worker serves 1,000 connections; past that it closes its longest-idle one,
+  or answers a new one 503 after 1 s at most (probes are still served), so
+  that nothing waits in the listen backlog. Every phase of a connection is
+  bounded in time (workers/gevent.py): slow clients cannot hold them all.
 """
 
 from gevent import monkey

@@ -3,6 +3,11 @@
 - io:  waits like a call to a slow upstream service (the process is idle).
 - db:  waits inside PostgreSQL (a connection is held, the process is idle).
 - cpu: pure-Python work that holds the GIL (the process is busy).
+
+And one fault, for `nox -s resilience`:
+
+- leak: keeps memory it never frees, as a leaking view does (the worker's memory grows
+  until the presets replace it: config/gunicorn/workers/recycle.py).
 """
 
 import time
@@ -19,6 +24,10 @@ DEFAULT_WAIT_MS = 50
 # (9.5 ms for the count alone on the 2-CPU machine the README's numbers come from).
 DEFAULT_PRIME_LIMIT = 13_000
 MAX_PRIME_LIMIT = 500_000  # about 2 s: enough to show CPU saturation, bounded
+DEFAULT_LEAK_KB = 64
+MAX_LEAK_KB = 1024
+# What /demo/leak keeps: nothing ever empties it but the end of the worker.
+leaked = []
 
 
 class BadParameter(ValueError):
@@ -95,3 +104,10 @@ def count_primes_below(n):
         else:
             count += 1
     return count
+
+
+@demo_endpoint
+def leak(request):
+    kb = int_param(request, "kb", DEFAULT_LEAK_KB, 1, MAX_LEAK_KB)
+    leaked.append(bytearray(kb * 1024))
+    return {"workload": "leak", "kb": kb, "blocks_kept": len(leaked)}

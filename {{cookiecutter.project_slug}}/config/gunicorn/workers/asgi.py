@@ -29,15 +29,17 @@ from urllib.parse import urlsplit
 from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers import gasgi
 
-from config.gunicorn.workers.lifecycle import Lifecycle
+from config.gunicorn.workers.lifecycle import Lifecycle, release_stop_signals
 from config.gunicorn.workers.limits import (
     BODY_STALL_TIMEOUT,
     MAX_REQUEST_BODY,
     REQUEST_HEAD_TIMEOUT,
+    SLOW_HEAD,
     TOO_LARGE_BODY,
     Refusal,
     body_deadline,
-    client_address,
+    log_closed,
+    log_refusal,
     spooled_file,
 )
 
@@ -52,6 +54,9 @@ class GuardedASGIWorker(Lifecycle, gasgi.ASGIWorker):
     def load_wsgi(self):
         super().load_wsgi()
         self.asgi = guard(self.asgi, self.log)
+
+    def release_stop_signals_once_handled(self):
+        self.loop.call_soon(release_stop_signals)  # uvloop drops signals before it runs
 
     def run(self):
         gasgi.ASGIProtocol = HeadDeadlineProtocol  # in this worker process only
@@ -70,11 +75,7 @@ class HeadDeadlineProtocol(ASGIProtocol):
 
     def head_too_slow(self):
         self.head_deadline = None
-        self.log.warning(
-            "Closed a connection from %s: no complete request head within %s s",
-            client_address(self.transport.get_extra_info("peername")),
-            REQUEST_HEAD_TIMEOUT,
-        )
+        log_closed(self.log, self.transport.get_extra_info("peername"), SLOW_HEAD)
         self.transport.close()
 
     def data_received(self, data):
@@ -104,8 +105,7 @@ def guard(application, log):
             if length != 0:
                 receive = await buffered_body(receive, length)
         except Refusal as error:
-            client = client_address(scope.get("client"))
-            log.warning("%s %s to %s: %s", error.status, error.reason, client, error.line)
+            log_refusal(log, scope.get("client"), error)
             return await respond(send, error)
         if scope["raw_path"].lower().startswith(ABSOLUTE_FORM):
             # RFC 9112 3.2.2: a proxy's absolute-form target; the path is what follows the host.

@@ -13,12 +13,15 @@ request then part of a second one (held up to the 75 s keep-alive), or a
 - a body: read whole before the view, 10 s at most without a byte and 32 KiB/s
   on average (limits.py), else a 408.
 
-A worker that has `worker_connections` connections takes more, up to a tenth
-again (SHED_RESERVE), rather than leaving them in the listen backlog where
-probes would wait with them: each new one first makes room by closing the
-longest idle kept-alive connection (a load balancer just opens another); when
-none is idle, its request is answered 503 with Retry-After, unless it is a
-probe (PROBE_PATHS), which is served.
+A worker that has `worker_connections` connections still accepts more,
+rather than leaving them in the listen backlog, where probes would wait behind
+them (gunicorn's worker stops accepting once its greenlet pool is full). Each
+new one first makes room by closing the longest-idle kept-alive connection (a
+load balancer just opens another); when none is idle, it is shed: it gets
+SHED_HEAD_TIMEOUT (1 s) for its request head, then one answer and a close: a
+probe (PROBE_PATHS) is served, anything else is a 503. 80 connections held on
+a worker of 50: /healthz answered at once, where it waited 9.5 s for the held
+ones to time out.
 
 A stopping or recycling worker closes its idle kept-alive connections at once
 and answers the next request on the others with `Connection: close`, so no
@@ -34,21 +37,24 @@ import time
 import gevent
 from gevent import monkey
 from gevent.socket import wait_read
+from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
 from config.gunicorn.workers.lifecycle import Lifecycle
 from config.gunicorn.workers.limits import (
     REQUEST_HEAD_TIMEOUT,
+    SLOW_HEAD,
     Refusal,
     body_deadline,
     buffer_body,
     check_head,
-    client_address,
+    log_closed,
     refuse,
     release_body,
 )
 
 PROBE_PATHS = ("/healthz", "/readyz")
+SHED_HEAD_TIMEOUT = 1
 # The system call itself, not gevent's cooperative version: asking whether a socket has
 # data costs one call, where a wait through gevent's hub (even for data already there)
 # cost 5 % of a worker's time on /healthz.
@@ -65,8 +71,8 @@ class Connection:
     __slots__ = ("client", "shed", "unreader")
 
     def __init__(self, client, shed):
-        self.client = client  # its address, for the log
-        self.shed = shed  # taken over worker_connections: only probes are served
+        self.client = client  # gunicorn's address of it, for the log
+        self.shed = shed  # taken over worker_connections: one request, only a probe served
         self.unreader = None  # gunicorn's buffer of what the client sent, once a request came
 
 
@@ -75,15 +81,16 @@ class GuardedGeventWorker(Lifecycle, GeventWorker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # gunicorn's worker sizes its greenlet pool from this: room for the connections shed.
-        self.worker_connections = self.cfg.worker_connections + shed_reserve(self.cfg)
+        # gunicorn's worker sizes its greenlet pool from this: none, for connections past
+        # cfg.worker_connections to be shed rather than wait in the backlog.
+        self.worker_connections = None
         self.connections = {}  # greenlet: Connection
         self.idle = {}  # greenlet: the time it began waiting; the longest first
 
     def handle(self, listener, client, addr):
         greenlet = gevent.getcurrent()
         shed = len(self.connections) >= self.cfg.worker_connections and not self.close_idle(1)
-        self.connections[greenlet] = Connection(client_address(addr), shed)
+        self.connections[greenlet] = Connection(addr, shed)
         try:
             super().handle(listener, client, addr)
         finally:
@@ -98,8 +105,10 @@ class GuardedGeventWorker(Lifecycle, GeventWorker):
         connection.unreader = req.unreader
         try:
             error, body_length = check_head(req)
-            if error is None and connection.shed and req.path not in PROBE_PATHS:
-                error = Refusal(503, "Service Unavailable", "worker full: connection shed")
+            if error is None and connection.shed:
+                if req.path not in PROBE_PATHS:
+                    error = Refusal(503, "Service Unavailable", "worker full: connection shed")
+                req.force_close()
             if error is not None:
                 raise error
             if body_length != 0:
@@ -114,6 +123,13 @@ class GuardedGeventWorker(Lifecycle, GeventWorker):
         finally:
             if body_length != 0:
                 release_body(req)
+
+    def handle_error(self, req, client, addr, exc):
+        super().handle_error(req, client, addr, exc)
+        # As gunicorn's sync and gthread workers do: closed with the rest of the request
+        # unread (a 414's long line, say), the socket was reset under the client, which then
+        # read a reset rather than the answer (3 of 3 414s).
+        util.close_graceful(client)
 
     def handle_exit(self, sig, frame):
         super().handle_exit(sig, frame)
@@ -151,18 +167,15 @@ class RequestHeadWait:
         unreader = self.connection.unreader
         if unreader is not None and not unreader.buf.tell():  # nothing sent ahead
             self.wait_while_idle(unreader.sock.fileno())
-        self.timer = gevent.Timeout.start_new(REQUEST_HEAD_TIMEOUT, False)
+        seconds = SHED_HEAD_TIMEOUT if self.connection.shed else REQUEST_HEAD_TIMEOUT
+        self.timer = gevent.Timeout.start_new(seconds, False)
         return self
 
     def __exit__(self, kind, error, traceback):
         self.timer.close()
         if error is not self.timer:
             return False
-        self.worker.log.warning(
-            "Closed a connection from %s: no complete request head within %s s",
-            self.connection.client,
-            REQUEST_HEAD_TIMEOUT,
-        )
+        log_closed(self.worker.log, self.connection.client, SLOW_HEAD)
         return True  # gunicorn's worker then closes the connection quietly
 
     def wait_while_idle(self, fileno):
@@ -186,8 +199,3 @@ class RequestHeadWait:
 
 def readable(fileno):
     return bool(unpatched_select([fileno], [], [], 0)[0])
-
-
-def shed_reserve(cfg):
-    """Connections a worker takes beyond worker_connections, to shed or serve probes on."""
-    return max(10, cfg.worker_connections // 10)

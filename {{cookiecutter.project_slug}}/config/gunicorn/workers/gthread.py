@@ -34,11 +34,13 @@ from gunicorn.workers.gthread import ThreadWorker
 from config.gunicorn.workers.lifecycle import Lifecycle
 from config.gunicorn.workers.limits import (
     REQUEST_HEAD_TIMEOUT,
+    SLOW_BODY,
+    SLOW_HEAD,
     Refusal,
     body_deadline,
     buffer_body,
     check_head,
-    client_address,
+    log_closed,
     refuse,
     release_body,
 )
@@ -81,7 +83,7 @@ class GuardedThreadWorker(Lifecycle, ThreadWorker):
                     break
 
     def handle(self, conn):
-        self.deadlines[conn] = time.monotonic() + REQUEST_HEAD_TIMEOUT
+        self.deadlines[conn] = (time.monotonic() + REQUEST_HEAD_TIMEOUT, SLOW_HEAD)
         try:
             return super().handle(conn)
         finally:
@@ -93,7 +95,7 @@ class GuardedThreadWorker(Lifecycle, ThreadWorker):
             if error is not None:
                 raise error
             if body_length != 0:
-                self.deadlines[conn] = time.monotonic() + body_deadline(body_length)
+                self.deadlines[conn] = (time.monotonic() + body_deadline(body_length), SLOW_BODY)
                 buffer_body(req, conn.sock, body_length)
         except Refusal as error:
             refuse(self.log, conn.sock, error)
@@ -109,11 +111,8 @@ class GuardedThreadWorker(Lifecycle, ThreadWorker):
         # Called by the main loop at least once a second.
         super().murder_keepalived(force)
         now = time.monotonic()
-        for conn, deadline in list(self.deadlines.items()):
+        for conn, (deadline, why) in list(self.deadlines.items()):
             if now > deadline and self.deadlines.pop(conn, None) is not None:
-                self.log.warning(
-                    "Closed a connection from %s: its request did not arrive in time",
-                    client_address(conn.client),
-                )
+                log_closed(self.log, conn.client, why)
                 with suppress(OSError):  # gone already
                     conn.sock.shutdown(socket.SHUT_RD)  # its thread reads the end, and is free

@@ -58,6 +58,8 @@ class Refusal(Exception):
         self.status, self.reason, self.line = status, reason, line
 
 
+SLOW_HEAD = f"no complete request head within {REQUEST_HEAD_TIMEOUT} s"
+SLOW_BODY = f"its body came slower than {MIN_BODY_RATE // 1024} KiB/s"
 TOO_LARGE_BODY = f"request body over {MAX_REQUEST_BODY} bytes (GUNICORN_MAX_REQUEST_BODY)"
 
 
@@ -87,9 +89,13 @@ def check_head(req):
 
 
 def body_deadline(length):
-    """Seconds the whole body of `length` bytes (None: chunked, up to the limit) may take."""
+    """Seconds the whole body of `length` bytes (None: chunked, up to the limit) may take.
+
+    A second more than the stall alone allows, so that a body that stops is answered as one
+    that stopped.
+    """
     expected = MAX_REQUEST_BODY if length is None else length
-    return BODY_STALL_TIMEOUT + expected / MIN_BODY_RATE
+    return BODY_STALL_TIMEOUT + 1 + expected / MIN_BODY_RATE
 
 
 def buffer_body(req, sock, length):
@@ -155,10 +161,20 @@ def send_100_continue(req, sock):
 
 def refuse(log, sock, error):
     """Answer `error` (a Refusal) with Connection: close, log it in one line, close softly."""
-    log.warning("%s %s to %s: %s", error.status, error.reason, client_address(sock), error.line)
+    log_refusal(log, sock, error)
     with suppress(OSError):  # gone already
         util.write_error(sock, error.status, error.reason, error.line)
     util.close_graceful(sock)
+
+
+def log_refusal(log, client, error):
+    """The one line for a request the worker answered itself: `client`, a socket or address."""
+    log.warning("%s %s to %s: %s", error.status, error.reason, client_address(client), error.line)
+
+
+def log_closed(log, client, why):
+    """The one line for a connection the worker closed: `client` is a socket or an address."""
+    log.warning("Closed a connection from %s: %s", client_address(client), why)
 
 
 def client_address(sock_or_address):

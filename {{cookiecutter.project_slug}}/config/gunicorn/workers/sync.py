@@ -23,10 +23,11 @@ from gunicorn.workers.sync import SyncWorker
 from config.gunicorn.workers.lifecycle import Lifecycle
 from config.gunicorn.workers.limits import (
     REQUEST_HEAD_TIMEOUT,
+    SLOW_HEAD,
     Refusal,
     buffer_body,
     check_head,
-    client_address,
+    log_closed,
     refuse,
     release_body,
 )
@@ -44,11 +45,7 @@ class GuardedSyncWorker(Lifecycle, SyncWorker):
         head_bound = HeadBoundSocket(client)
         super().handle(listener, head_bound, addr)
         if head_bound.stalled:
-            self.log.warning(
-                "Closed a connection from %s: no complete request head within %s s",
-                client_address(addr),
-                REQUEST_HEAD_TIMEOUT,
-            )
+            log_closed(self.log, addr, SLOW_HEAD)
 
     def handle_request(self, listener, req, client, addr):
         sock = client
