@@ -1,8 +1,9 @@
 """Sessions of the template repository. `nox -l` lists them.
 
-- tests: the template's own test suite (bakes, hooks, generated projects, presets).
-- demo:  bake the default project, exercise it as a new user would, load-test every preset.
-- lock:  re-lock the generated project's runtime dependencies.
+- tests:    the template's own test suite (bakes, hooks, generated projects, presets).
+- versions: the kit on the lowest and the newest versions the project claims (part of tests).
+- demo:     bake the default project, exercise it as a new user would, load-test every preset.
+- lock:     re-lock the generated project's dependencies, runtime and dev.
 """
 
 import itertools
@@ -32,6 +33,15 @@ def tests(session):
     """Run the template's tests; pass pytest options after `--`."""
     session.install("-r", "tests/requirements.txt")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def versions(session):
+    """Install a bake at the lowest versions it claims (uv's lowest-direct) and the newest,
+    and run its tests and every preset on each: tests/test_versions.py, which `tests` runs too.
+    """
+    session.install("-r", "tests/requirements.txt")
+    session.run("pytest", "tests/test_versions.py", "-s", *session.posargs)
 
 
 @nox.session

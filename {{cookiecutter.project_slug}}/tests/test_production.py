@@ -66,6 +66,7 @@ def test_a_missing_static_files_manifest_is_one_warning(settings, tmp_path):
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
     settings.SECRET_KEY = GOOD_KEY
+    settings.ALLOWED_HOSTS = ["service.example.com"]  # whatever DJANGO_ALLOWED_HOSTS says
     (warning,) = production.warnings(settings)
     assert "collectstatic" in warning
     (tmp_path / "staticfiles.json").write_text('{"paths": {}, "version": "1.1"}')

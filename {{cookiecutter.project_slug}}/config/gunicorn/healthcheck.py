@@ -8,6 +8,7 @@ kit comes from; a project that copies the kit names its own page that answers
 """
 
 import sys
+import urllib.error
 import urllib.request
 
 from config.gunicorn.environment import BadSetting, read_environment
@@ -31,7 +32,10 @@ def main(argv=None):
     try:
         with opener.open(url, timeout=TIMEOUT_S):
             pass
-    except OSError as exc:  # refused, timed out, or an HTTP error status
+    except urllib.error.HTTPError as exc:  # an answer, but not a 2xx one
+        exc.close()
+        sys.exit(f"unhealthy: {url}: {exc}")
+    except OSError as exc:  # refused or timed out
         sys.exit(f"unhealthy: {url}: {exc}")
 
 
