@@ -41,12 +41,15 @@ class Installed:
 
 
 @pytest.fixture(scope="module", params=INSTALLS, ids=INSTALLS)
-def resolved(request, tmp_path_factory):
+def resolved(request, tmp_path_factory, installed_project):
     """(resolution, project installed with it, seconds the install took)."""
     uv = shutil.which("uv")
     if uv is None:
         pytest.skip("uv is not installed: run the tests through `nox -s tests`")
     answers, resolution = INSTALLS[request.param]
+    if resolution == "highest":  # uv's default: the session's default install, shared
+        started = time.monotonic()
+        return resolution, installed_project(**answers), time.monotonic() - started
     workdir = tmp_path_factory.mktemp(request.param)
     project = bake(workdir, **answers)
     venv = workdir / "venv"

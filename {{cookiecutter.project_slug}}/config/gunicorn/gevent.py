@@ -47,6 +47,11 @@ Traps:
   instead of 650 to 700 (`nox -s loadtest` shows the "busiest worker"). More
   workers, on more CPUs, make a smaller share; so does a proxy in front that
   recycles its connections (see README.md, "Traps, measured").
+
+Slow queries: no timeout here ends one, and a query that never returns keeps its
+pooled connection from every other request; PostgreSQL cancels it after
+DJANGO_DB_STATEMENT_TIMEOUT (20 s by default under the presets), a 500 that
+error reporting sees (database/settings.py).
 """
 
 from gevent import monkey

@@ -19,6 +19,11 @@ Traps:
 - No keep-alive: the sync worker closes the connection after each response.
 - A slow client ties up a whole worker: keep a buffering proxy or load balancer
   in front, as gunicorn expects.
+
+Slow queries: PostgreSQL cancels a query after DJANGO_DB_STATEMENT_TIMEOUT (20 s
+by default under the presets), under the 30 s worker timeout, so the request
+ends in a 500 that error reporting sees rather than a killed worker with no
+trace of the query (database/settings.py).
 """
 
 from config.gunicorn import base, workers
