@@ -1,10 +1,13 @@
 """Sessions of the template repository. `nox -l` lists them.
 
-- tests: the template's own test suite (bakes, hooks, generated projects, presets).
-- demo:  bake the default project, exercise it as a new user would, load-test every preset.
-- lock:  re-lock the generated project's runtime dependencies.
+- tests:    the template's own test suite (bakes, hooks, generated projects, presets).
+- versions: the kit on the lowest and the newest versions the project claims (part of tests).
+- demo:     bake the default project, exercise it as a new user would, load-test every preset.
+- lock:     re-lock the generated project's dependencies, runtime and dev.
 """
 
+import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +15,13 @@ import nox
 
 TEMPLATE_PROJECT = Path(__file__).parent / "{{cookiecutter.project_slug}}"
 PROJECT_DIST_NAME = "{{ cookiecutter.project_slug.replace('_', '-') }}"
+CHOICES = json.loads((Path(__file__).parent / "cookiecutter.json").read_text(encoding="utf-8"))
+DRIVERS = CHOICES["database_driver"]
+DJANGO_VERSIONS = CHOICES["django_version"]
+# Each lock file of the bake, and what uv pip compile is told to put in it.
+LOCKS = {"requirements": "--generate-hashes", "requirements-dev": "--extra dev"}
+# Each lock is made for the oldest Python its Django supports here, and holds for the newer.
+DJANGO_OLDEST_PYTHON = {"5.2": "3.11", "6.1": "3.12"}
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
@@ -23,6 +33,15 @@ def tests(session):
     """Run the template's tests; pass pytest options after `--`."""
     session.install("-r", "tests/requirements.txt")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def versions(session):
+    """Install a bake at the lowest versions it claims (uv's lowest-direct) and the newest,
+    and run its tests and every preset on each: tests/test_versions.py, which `tests` runs too.
+    """
+    session.install("-r", "tests/requirements.txt")
+    session.run("pytest", "tests/test_versions.py", "-s", *session.posargs)
 
 
 @nox.session
@@ -46,31 +65,46 @@ def demo(session):
 
 @nox.session
 def lock(session):
-    """Re-lock the generated project's runtime dependencies, one lock per database driver.
+    """Re-lock the generated project: one lock per database driver and Django version.
 
-    With hashes: the image installs them with --require-hashes --no-deps, so every file is
-    checked and nothing the lock does not name is installed.
+    requirements.lock, the service's: with hashes, since the image installs it with
+    --require-hashes --no-deps, so every file is checked and nothing the lock does not
+    name is installed. requirements-dev.lock, the dev extra's too (the Docker bake's,
+    a superset): a constraints file for nox, so that CI installs the same versions on
+    every run.
     """
     session.install("-r", "tests/requirements.txt")
     tmp = Path(session.create_tmp())
-    command = "uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes"
-    for driver in ("psycopg", "psycopg2"):
-        project = tmp / driver
+    locks = TEMPLATE_PROJECT / "locks"
+    for driver, django in itertools.product(DRIVERS, DJANGO_VERSIONS):
+        python = DJANGO_OLDEST_PYTHON[django]
+        project = tmp / f"{driver}-{django}"
         shutil.rmtree(project, ignore_errors=True)
         session.run(
-            "cookiecutter", ".", "--no-input", "-o", str(project), f"database_driver={driver}"
+            "cookiecutter",
+            ".",
+            "--no-input",
+            "-o",
+            str(project),
+            f"database_driver={driver}",
+            f"django_version={django}",
+            f"python_version={python}",
         )
-        lock_file = TEMPLATE_PROJECT / f"requirements-{driver}.lock"
-        with session.chdir(project / "my_service"):
-            session.run(
-                *command.split(),
-                "--quiet",
-                "--custom-compile-command",
-                f"{command} -o requirements.lock",
-                "-o",
-                str(lock_file),
+        compile_ = f"uv pip compile pyproject.toml --universal --python-version {python}"
+        for kind, options in LOCKS.items():
+            command = f"{compile_} {options}"
+            output = f"{kind}.lock"  # its name in the bake (hooks/post_gen_project.py)
+            lock_file = locks / f"{kind}-{driver}-django{django}.lock"
+            with session.chdir(project / "my_service"):
+                session.run(
+                    *command.split(),
+                    "--quiet",
+                    "--custom-compile-command",
+                    f"{command} -o {output}",
+                    "-o",
+                    str(lock_file),
+                )
+            # The lock is rendered with the project: name the baked project, not my-service.
+            lock_file.write_text(
+                lock_file.read_text().replace("my-service (", f"{PROJECT_DIST_NAME} (")
             )
-        # The lock is rendered with the project: name the baked project, not my-service.
-        lock_file.write_text(
-            lock_file.read_text().replace("my-service (", f"{PROJECT_DIST_NAME} (")
-        )

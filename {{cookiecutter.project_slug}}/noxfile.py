@@ -15,17 +15,22 @@ nox.options.sessions = ["lint", "tests"]
 STOP_GRACE = {"interrupt_timeout": 60, "terminate_timeout": 10}
 
 
+def install(session):
+    """The project and its dev extra, at the versions requirements-dev.lock names."""
+    session.install("-c", "requirements-dev.lock", "-e", ".[dev]")
+
+
 @nox.session
 def tests(session):
     """Run the test suite, against PostgreSQL: DATABASE_URL's, or the one devdb.py brings."""
-    session.install("-e", ".[dev]")
+    install(session)
     session.run("pytest", *session.posargs, **STOP_GRACE)
 
 
 @nox.session
 def lint(session):
     """Lint and format-check the code{% if cookiecutter.use_docker %}, the Dockerfile and the Kubernetes manifests{% endif %}."""
-    session.install("-e", ".[dev]")
+    install(session)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 {%- if cookiecutter.use_docker %}
@@ -65,7 +70,7 @@ def kubernetes_manifests(session):
 @nox.session
 def loadtest(session):
     """Load-test the gunicorn presets side by side with Locust: `nox -s loadtest -- --help`."""
-    session.install("-e", ".[dev]")
+    install(session)
     session.run("python", "-m", "loadtest", *session.posargs, **STOP_GRACE)
 {%- if cookiecutter.include_demo_endpoints %}
 
@@ -73,13 +78,13 @@ def loadtest(session):
 @nox.session
 def smoke(session):
     """Boot every gunicorn preset and call each endpoint once."""
-    session.install("-e", ".[dev]")
+    install(session)
     session.run("python", "-m", "loadtest.smoke", **STOP_GRACE)
 
 
 @nox.session
 def resilience(session):
     """Break every gunicorn preset on purpose and count what is lost: `-- --help`."""
-    session.install("-e", ".[dev]")
+    install(session)
     session.run("python", "-m", "resilience", *session.posargs, **STOP_GRACE)
 {%- endif %}

@@ -30,8 +30,15 @@ def test_debug_is_refused_on_an_address_other_hosts_can_reach(settings, addresse
     refusal = production.debug_refusal(settings, addresses, allowed=False)
     assert (refusal is not None) == refused
     if refused:
-        assert "GUNICORN_ALLOW_DEBUG=true" in refusal
-        assert "\\n" not in refusal
+        # What is seen, whatever the settings read it from, and the ways out that always work.
+        assert refusal.startswith("settings.DEBUG is True and gunicorn listens on ")
+        for way_out in (
+            "turn DEBUG off in the settings",
+            "--bind 127.0.0.1",
+            "GUNICORN_ALLOW_DEBUG",
+        ):
+            assert way_out in refusal
+        assert "\n" not in refusal
 
 
 def test_debug_on_the_network_only_on_purpose(settings):
@@ -39,6 +46,13 @@ def test_debug_on_the_network_only_on_purpose(settings):
     assert production.debug_refusal(settings, [("0.0.0.0", 8000)], allowed=True) is None
     settings.DEBUG = False
     assert production.debug_refusal(settings, [("0.0.0.0", 8000)], allowed=False) is None
+
+
+def test_debug_served_on_this_host_is_said_at_start_up():
+    warning = production.debug_warning([("127.0.0.1", 8000), "unix:/run/gunicorn.sock"])
+    assert warning.startswith("settings.DEBUG is True: Django's debug pages")
+    assert "127.0.0.1:8000, unix:/run/gunicorn.sock" in warning
+    assert "\n" not in warning
 
 
 def warning_about(text, settings):
@@ -52,6 +66,7 @@ def test_a_missing_static_files_manifest_is_one_warning(settings, tmp_path):
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
     settings.SECRET_KEY = GOOD_KEY
+    settings.ALLOWED_HOSTS = ["service.example.com"]  # whatever DJANGO_ALLOWED_HOSTS says
     (warning,) = production.warnings(settings)
     assert "collectstatic" in warning
     (tmp_path / "staticfiles.json").write_text('{"paths": {}, "version": "1.1"}')

@@ -17,12 +17,12 @@ the HTTPS redirect, and keeps them cheap: no session, no CSRF, no URL routing.
 """
 
 import logging
-from contextlib import closing
 
 from django.db import connection
 from django.http import JsonResponse
 
 from config.gunicorn.database.middleware import database_unavailable_response, short_reason
+from config.gunicorn.database.verify import connect_once
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +50,7 @@ def database_answers():
         with connection.cursor() as cursor:  # SQLite: a file, nothing to wait for
             cursor.execute("SELECT 1")
         return
-    params = connection.get_connection_params()
-    params["connect_timeout"] = READY_TIMEOUT_S
-    params["options"] = f"{params.get('options', '')} -c statement_timeout={READY_TIMEOUT_S}s"
-    # closing(): psycopg2's connection, used as a context manager, ends a transaction only.
-    with closing(connection.Database.connect(**params)) as probe:
-        probe.cursor().execute("SELECT 1")
+    connect_once(connection, READY_TIMEOUT_S)
 
 
 PROBES = {"/healthz": healthz, "/readyz": readyz}

@@ -6,7 +6,8 @@ GUNICORN_CMD_ARGS, override the preset's settings as they would with gunicorn.
 
 The environment is checked first, by the same rules as the presets: gunicorn
 reads WEB_CONCURRENCY before any configuration file, and stops with a traceback
-on a value that is not a number. Here any bad value gets one line instead.
+on a value that is not a number. Here any bad value gets one line instead, and
+so does a version the preset cannot run on (versions.py).
 """
 
 import os
@@ -14,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from config.gunicorn import versions
 from config.gunicorn.environment import BadSetting, read_environment
 
 DEFAULT_PRESET = "{{ cookiecutter.worker_model }}"
@@ -27,7 +29,8 @@ def main():
         sys.exit(f"GUNICORN_PRESET={preset!r} is not a preset{hint}: use {', '.join(PRESETS)}")
     try:
         read_environment()
-    except BadSetting as exc:
+        versions.require(preset)
+    except (BadSetting, versions.UnsupportedVersion) as exc:
         sys.exit(str(exc))
     # Unset and empty mean the same here; to gunicorn an empty WEB_CONCURRENCY is not a number.
     if "WEB_CONCURRENCY" in os.environ and not os.environ["WEB_CONCURRENCY"].strip():

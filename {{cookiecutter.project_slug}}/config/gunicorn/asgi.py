@@ -46,6 +46,11 @@ loadtest` (2 CPUs, psycopg2, 100 clients, three runs each):
   per wake-up: /demo/io?ms=50 377 to 437 requests/s (mean 416) against 335 to
   412 (370); /demo/db?ms=50 316 to 410 (350) against 304 to 323 (313): 12 %
   either way, with no failed request in either.
+
+Slow queries: no timeout here ends one, and a query that never returns keeps its
+pooled connection; PostgreSQL cancels it after DJANGO_DB_STATEMENT_TIMEOUT (20 s
+by default under the presets), a 500 that error reporting sees
+(database/settings.py).
 """
 
 from config.gunicorn import base, workers

@@ -54,11 +54,11 @@ try:
 except BadSetting as exc:
     sys.exit(str(exc))
 cpu = cpu_budget()
-startup.check_django_settings(SETTINGS_MODULE)
 
 
 def size(model):
     """The preset's sizing on this machine's CPU budget and environment."""
+    startup.require_versions(model)
     return sizing.size(model, cpu.cpus, env)
 
 

@@ -11,8 +11,8 @@ before any worker forks, checks the rest:
   turned off is not enough);
 - the database driver waits through gevent. psycopg2 waits inside libpq, in
   C, unless a wait callback is set: psycogreen's is installed here. psycopg 3
-  detects the patch by itself since 3.1.14, when it is imported, which must be
-  after the patch;
+  detects the patch by itself since 3.1.14 (versions.py checks the version),
+  when it is imported, which must be after the patch;
 - two greenlets get two database connections. If django.db was imported before
   the patch (say, by settings that import a model), Django keeps connections in
   a thread-local, shared by every greenlet of a worker: concurrent queries on
@@ -26,7 +26,6 @@ with a traceback of its own, exit status 1.)
 """
 
 import os
-import re
 import sys
 from importlib.util import find_spec
 
@@ -35,7 +34,6 @@ from gevent import monkey
 from config.gunicorn.base import SETTINGS_MODULE
 
 PATCHED_MODULES = ("socket", "ssl", "threading", "select")
-PSYCOPG_COOPERATIVE_SINCE = (3, 1, 14)
 
 
 def on_starting(server):
@@ -52,11 +50,11 @@ def on_starting(server):
 def make_database_driver_cooperative():
     """The driver Django will use waits through gevent: Django prefers psycopg 3 if installed."""
     try:
-        import psycopg
+        import psycopg  # noqa: F401 - imported here, after the patch, as Django would
     except ImportError:
         pass
     else:
-        require_cooperative_psycopg(psycopg)
+        require_cooperative_psycopg()
         return
     if find_spec("psycopg2") is None:
         return  # no PostgreSQL driver: nothing to make cooperative
@@ -67,15 +65,9 @@ def make_database_driver_cooperative():
     patch_psycopg()
 
 
-def require_cooperative_psycopg(psycopg):
+def require_cooperative_psycopg():
     from psycopg import waiting
 
-    version = tuple(int(part) for part in re.findall(r"\d+", psycopg.__version__)[:3])
-    if version < PSYCOPG_COOPERATIVE_SINCE:
-        sys.exit(
-            f"gevent: psycopg {psycopg.__version__} blocks the whole worker on every query: "
-            "install psycopg 3.1.14 or later"
-        )
     if waiting.wait is getattr(waiting, "wait_c", None):
         sys.exit(
             "gevent: psycopg waits in C, blocking the whole worker on every query: it was "

@@ -51,6 +51,11 @@ Traps:
   or answers a new one 503 after 1 s at most (probes are still served), so
   that nothing waits in the listen backlog. Every phase of a connection is
   bounded in time (workers/gevent.py): slow clients cannot hold them all.
+
+Slow queries: no timeout here ends one, and a query that never returns keeps its
+pooled connection from every other request; PostgreSQL cancels it after
+DJANGO_DB_STATEMENT_TIMEOUT (20 s by default under the presets), a 500 that
+error reporting sees (database/settings.py).
 """
 
 from gevent import monkey

@@ -37,6 +37,10 @@ Other traps:
   while a request hangs in a thread. Give every database query and outgoing call
   its own timeout.
 - Code that is not thread-safe (module-level state, some C libraries): use sync.
+
+Slow queries: no timeout here ends one (see above); PostgreSQL cancels it after
+DJANGO_DB_STATEMENT_TIMEOUT (20 s by default under the presets), and the request
+gets a 500 that error reporting sees (database/settings.py).
 """
 
 from config.gunicorn import base, workers

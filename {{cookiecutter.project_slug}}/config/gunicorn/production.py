@@ -2,8 +2,12 @@
 
 - DEBUG on an address other hosts can reach is refused: Django's debug pages
   show the settings, the URL patterns and each request's environment to
-  anyone who makes a view fail. The project's `.env` turns DEBUG on, which is
-  right for `runserver`; GUNICORN_ALLOW_DEBUG=true allows it on purpose.
+  anyone who makes a view fail. The refusal says what it sees, settings.DEBUG,
+  since settings may hard-code it rather than read DJANGO_DEBUG, and the ways
+  out that always work. GUNICORN_ALLOW_DEBUG=true allows it on purpose.
+- DEBUG on this host only (127.0.0.1, a Unix socket) is served, with a warning:
+  a proxy on the same host passes the debug pages on to anyone. (A project's
+  `.env`, written for `runserver`, turns DEBUG on where DJANGO_DEBUG is unset.)
 - Warnings, one line each, for what does not stop serving but should be
   fixed: no static files manifest (every page that uses a static file,
   /admin/ included, is a 500 until `manage.py collectstatic` has run), any
@@ -32,9 +36,23 @@ def debug_refusal(settings, addresses, allowed):
         return None
     host, port = reachable[0]
     return (
-        f"DJANGO_DEBUG is on and gunicorn listens on {host or '0.0.0.0'}:{port}: Django's "
-        "debug pages would show the settings to anyone; set DJANGO_DEBUG=false, bind to "
-        "127.0.0.1, or set GUNICORN_ALLOW_DEBUG=true"
+        f"settings.DEBUG is True and gunicorn listens on {host or '0.0.0.0'}:{port}: Django's "
+        "debug pages would show the settings to anyone; turn DEBUG off in the settings "
+        "(DJANGO_DEBUG=false where they read it), bind to 127.0.0.1 (--bind 127.0.0.1:PORT), "
+        "or set GUNICORN_ALLOW_DEBUG=true"
+    )
+
+
+def debug_warning(addresses):
+    """The line logged when DEBUG is served anyway: on this host only, or allowed."""
+    shown = ", ".join(
+        address if isinstance(address, str) else f"{address[0] or '0.0.0.0'}:{address[1]}"
+        for address in addresses
+    )
+    return (
+        f"settings.DEBUG is True: Django's debug pages, which show the settings, are served on "
+        f"{shown}, and a proxy passes them on; turn DEBUG off (DJANGO_DEBUG=false) unless "
+        "this is a development machine"
     )
 
 

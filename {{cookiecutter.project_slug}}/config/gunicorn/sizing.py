@@ -11,7 +11,7 @@ memory estimate included.
     gevent   CPUs workers x GUNICORN_WORKER_CONNECTIONS (1000)
     asgi     CPUs workers
 
-WEB_CONCURRENCY replaces the rule; GUNICORN_MAX_WORKERS (16) caps it.
+WEB_CONCURRENCY replaces the rule; GUNICORN_MAX_WORKERS (16) caps either.
 """
 
 import sys
@@ -56,14 +56,15 @@ class Sizing:
 def size(model, cpus, env):
     """The Sizing of `model` on a CPU budget of `cpus`, given the environment `env`."""
     rule, formula = RULES[model]
-    sized = rule(cpus)
     if env.workers is not None:
-        workers, workers_from = env.workers, "WEB_CONCURRENCY"
-    elif sized > env.max_workers:
-        workers = env.max_workers
-        workers_from = f"{formula} = {sized}, capped by GUNICORN_MAX_WORKERS"
+        wanted, workers_from = env.workers, "WEB_CONCURRENCY"
     else:
-        workers, workers_from = sized, formula
+        wanted, workers_from = rule(cpus), formula
+    if wanted > env.max_workers:
+        workers = env.max_workers
+        workers_from = f"{workers_from} = {wanted}, capped by GUNICORN_MAX_WORKERS"
+    else:
+        workers = wanted
     threads = (env.threads or DEFAULT_THREADS) if model == "gthread" else 1
     connections = {
         "gthread": env.worker_connections or DEFAULT_CONNECTIONS,

@@ -20,6 +20,11 @@ Traps:
 - A slow client ties up a whole worker (for 10 s at most per request head, and
   10 s between two bytes of a body: workers/sync.py): keep a buffering proxy or
   load balancer in front, as gunicorn expects.
+
+Slow queries: PostgreSQL cancels a query after DJANGO_DB_STATEMENT_TIMEOUT (20 s
+by default under the presets), under the 30 s worker timeout, so the request
+ends in a 500 that error reporting sees rather than a killed worker with no
+trace of the query (database/settings.py).
 """
 
 from config.gunicorn import base, workers

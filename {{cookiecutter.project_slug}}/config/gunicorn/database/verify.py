@@ -3,14 +3,23 @@
 The master asks once the settings are loaded (startup.py) and refuses to start,
 in one line, on the first problem. What counts is what Django will do with the
 settings, not what the environment hoped: a pool of the planned size on every
-PostgreSQL database where the plan has one, with CONN_MAX_AGE 0, and a pool
-the installed driver supports.
+PostgreSQL database where the plan has one, with CONN_MAX_AGE 0, a pool the
+installed driver supports, and the middleware that answers its exhaustion with
+a 503. A PostgreSQL database is one whose backend's vendor is PostgreSQL,
+PostGIS's and other engines built on Django's included.
 """
 
-from config.gunicorn.database.settings import POOL_ENGINE, POSTGRESQL_ENGINES
+from contextlib import closing
+from dataclasses import dataclass
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from config.gunicorn.database.settings import POOL_ENGINE, postgresql_engine
 
 PSYCOPG_POOL_DEFAULT_SIZE = 4  # psycopg_pool's min_size, and max_size when not given
 HOW = "build the entry with pooled() from config/gunicorn/database/settings.py"
+MIDDLEWARE = "config.gunicorn.database.middleware.DatabaseUnavailableMiddleware"
 
 
 def pool_size(database):
@@ -25,11 +34,22 @@ def pool_size(database):
     return pool.get("max_size") or pool.get("min_size", PSYCOPG_POOL_DEFAULT_SIZE)
 
 
+def vendor(database):
+    """The vendor of a DATABASES entry's backend ("postgresql", "sqlite", ...)."""
+    from django.db.utils import load_backend
+
+    engine = database.get("ENGINE", "")
+    if engine == POOL_ENGINE:
+        return "postgresql"  # it pools nothing else (pooled/base.py)
+    try:
+        return load_backend(engine).DatabaseWrapper.vendor
+    except ImproperlyConfigured:  # not importable here: the app will say why when it loads
+        return "postgresql" if postgresql_engine(engine) else None
+
+
 def postgresql(databases):
     return {
-        alias: database
-        for alias, database in databases.items()
-        if database.get("ENGINE") in POSTGRESQL_ENGINES
+        alias: database for alias, database in databases.items() if vendor(database) == "postgresql"
     }
 
 
@@ -79,3 +99,70 @@ def database_problems(databases, plan, psycopg3, psycopg_pool):
                 f"would never go back to it: {HOW}"
             )
     return problems
+
+
+@dataclass(frozen=True)
+class MiddlewareProblem:
+    """The 503 middleware is missing: refused where a pool is planned, else a warning."""
+
+    refused: bool
+    message: str
+
+    def __str__(self):
+        return self.message
+
+
+def answers_503(path):
+    """Whether the MIDDLEWARE entry `path` is the kit's 503 middleware, or a subclass of it."""
+    if path == MIDDLEWARE:
+        return True
+    try:
+        return issubclass(import_string(path), import_string(MIDDLEWARE))
+    except (ImportError, TypeError):
+        return False  # Django names a middleware it cannot import when it loads it
+
+
+def middleware_problem(middleware, databases, plan):
+    """The MiddlewareProblem of `middleware` (settings.MIDDLEWARE), or None."""
+    if not postgresql(databases) or any(answers_503(path) for path in middleware):
+        return None
+    if plan.pool is not None:
+        return MiddlewareProblem(
+            True,
+            f"MIDDLEWARE has no {MIDDLEWARE}: the {plan.model} preset plans {plan.describe()}, "
+            "and a request that waits out the pool would get a 500 with no Retry-After: add "
+            f'MIDDLEWARE.insert(0, "{MIDDLEWARE}") after MIDDLEWARE in your settings',
+        )
+    return MiddlewareProblem(
+        False,
+        f"MIDDLEWARE has no {MIDDLEWARE}: a database that cannot be reached answers 500, "
+        "not 503 with Retry-After",
+    )
+
+
+def connect_once(connection, timeout):
+    """SELECT 1 on a connection of its own to `connection`'s database, closed at once.
+
+    Never the pool's, and never kept: the master's checks and the readiness probe
+    ask this way (the master forks its workers afterwards, which must not share a
+    socket). `timeout` bounds the connection and the statement, in seconds.
+    """
+    params = connection.get_connection_params()
+    params["connect_timeout"] = timeout
+    params["options"] = f"{params.get('options', '')} -c statement_timeout={timeout}s".strip()
+    # closing(): psycopg2's connection, used as a context manager, ends a transaction only.
+    with closing(connection.Database.connect(**params)) as probe:
+        probe.cursor().execute("SELECT 1")
+
+
+def cannot_connect(alias, timeout):
+    """Why the database `alias` cannot be reached, in one line, or None when it answers."""
+    from django.db import connections
+
+    from config.gunicorn.database.middleware import first_line
+
+    try:
+        connect_once(connections[alias], timeout)
+    except Exception as exc:  # whatever it is, the service cannot use this database now
+        return first_line(exc)
+    return None

@@ -1,6 +1,9 @@
 """PostgreSQL with a bounded connection pool per process, for psycopg 3 and psycopg2 alike.
 
-Configured by DATABASES[alias]["POOL"] = {"max_size": N, "timeout": seconds}.
+Configured by DATABASES[alias]["POOL"] = {"max_size": N, "timeout": seconds,
+"ENGINE": the engine it pools}: Django's PostgreSQL backend by default, or any
+backend built on it (PostGIS's, one that wraps it for metrics), which keeps all
+it does and gains the pool.
 At most N connections are open per process. A request that finds all of them
 busy waits up to `timeout` seconds, then gets an OperationalError, which
 DatabaseUnavailableMiddleware answers with a 503. As with Django's pool,
@@ -29,12 +32,13 @@ cooperative, so one pool serves greenlets (gevent) and threads (gthread, ASGI).
 import threading
 from collections import deque
 from functools import partial
-from typing import ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
+from django.db.utils import load_backend
 
 TRANSACTION_STATUS_IDLE = 0  # libpq's PQTRANS_IDLE, as psycopg 3 and psycopg2 both report it
+DEFAULT_ENGINE = "django.db.backends.postgresql"
 
 
 class Waiter:
@@ -106,24 +110,28 @@ class ConnectionPool:
                 self._idle.append(connection)
 
 
-class DatabaseWrapper(base.DatabaseWrapper):
-    _pools: ClassVar[dict] = {}  # per process, shared by every thread
-    _pools_lock = threading.Lock()
+_pools = {}  # per process, shared by every thread
+_pools_lock = threading.Lock()
+_wrappers = {}  # the pooled DatabaseWrapper class of each engine
+
+
+class PooledConnections:
+    """What a PostgreSQL DatabaseWrapper gains: connections from the pool, given back to it."""
 
     @property
     def connection_pool(self):
         # Keyed by database name too: tests switch NAME to the test database.
         key = (self.alias, self.settings_dict["NAME"])
-        with self._pools_lock:
-            if key not in self._pools:
+        with _pools_lock:
+            if key not in _pools:
                 if self.settings_dict["CONN_MAX_AGE"] != 0:
                     # Kept by its thread or greenlet, a connection would never come back.
                     raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
                 options = self.settings_dict["POOL"]
-                self._pools[key] = ConnectionPool(
+                _pools[key] = ConnectionPool(
                     max_size=options["max_size"], timeout=options["timeout"]
                 )
-            return self._pools[key]
+            return _pools[key]
 
     def get_new_connection(self, conn_params):
         return self.connection_pool.getconn(partial(super().get_new_connection, conn_params))
@@ -133,3 +141,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
             with self.wrap_database_errors:
                 self.connection_pool.putconn(self.connection)
             self.connection = None
+
+
+def pooled_wrapper(engine):
+    """The DatabaseWrapper of `engine`, pooled: one class per engine, made once."""
+    with _pools_lock:
+        if engine not in _wrappers:
+            wrapped = load_backend(engine).DatabaseWrapper
+            if wrapped.vendor != "postgresql":
+                raise ImproperlyConfigured(f"{engine} is not PostgreSQL: it cannot be pooled here")
+            _wrappers[engine] = type(
+                "DatabaseWrapper",
+                (PooledConnections, wrapped),
+                {"__module__": __name__, "__qualname__": f"DatabaseWrapper[{engine}]"},
+            )
+        return _wrappers[engine]
+
+
+class DatabaseWrapper:
+    """What Django makes of ENGINE = this module's package: the pooled wrapper of POOL's engine."""
+
+    def __new__(cls, settings_dict, *args, **kwargs):
+        engine = settings_dict["POOL"].get("ENGINE", DEFAULT_ENGINE)
+        return pooled_wrapper(engine)(settings_dict, *args, **kwargs)
