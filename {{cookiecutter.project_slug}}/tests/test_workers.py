@@ -186,6 +186,7 @@ def take_turn_in_a_child(interval_s, queue):
 def test_one_worker_at_a_time_and_at_most_once_an_interval():
     context = multiprocessing.get_context("fork")  # as gunicorn's workers: forked
     queue = context.Queue()
+    recycle.turns()  # made by the master (MemoryRecycle, in the worker's __init__)
 
     def turn(interval_s):
         child = context.Process(target=take_turn_in_a_child, args=(interval_s, queue))

@@ -23,6 +23,7 @@ kept-alive connection with `Connection: close`; the master forks its
 replacement once it has exited (see lifecycle.py).
 """
 
+import atexit
 import fcntl
 import os
 import resource
@@ -34,15 +35,14 @@ MIB = 1024 * 1024
 WARMUP_REQUESTS = 1_000
 CHECK_EVERY_S = 5.0
 
-# Created when the worker classes are imported, in the master, so that every worker forked
-# from it shares the one file (unlinked at once: nothing is left behind).
-_turns = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the process
+_turns = None  # the file every worker shares: see turns()
 
 
 class MemoryRecycle:
     """One worker's view of the policy: `due()` on each heartbeat."""
 
     def __init__(self, growth_mib, interval_s):
+        turns()  # in the master, before the worker forks: one file for all of them
         self.growth_mib = growth_mib
         self.interval_s = interval_s
         self.warm_size = None
@@ -79,7 +79,7 @@ def take_turn(interval_s):
     A POSIX record lock belongs to the process that takes it: the others cannot take it
     until that process releases it or ends. The file holds when the last turn began.
     """
-    fd = _turns.fileno()
+    fd = turns().fileno()
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -91,6 +91,15 @@ def take_turn(interval_s):
         return False
     os.pwrite(fd, f"{now:<32.3f}".encode(), 0)
     return True
+
+
+def turns():
+    """The file the workers share, created once, by the master (unlinked: nothing is left)."""
+    global _turns
+    if _turns is None:
+        _turns = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the process
+        atexit.register(_turns.close)
+    return _turns
 
 
 def resident_bytes():
