@@ -157,9 +157,9 @@ def follow_step_3(site):
 
 
 def gunicorn_command(foreign, preset, *options):
-    """gunicorn with a preset, and the application: a split package's is not beside it."""
-    application = "library.asgi:application" if preset == "asgi" else "library.wsgi:application"
-    return [foreign.bin("gunicorn"), "-c", f"config/gunicorn/{preset}.py", *options, application]
+    """gunicorn with a preset, as the README's step 4 says: the preset finds library.wsgi (or
+    library.asgi) above the split settings package by itself."""
+    return [foreign.bin("gunicorn"), "-c", f"config/gunicorn/{preset}.py", *options]
 
 
 def start(foreign, preset, database_url, *options, **env):

@@ -30,7 +30,7 @@ def project(installed_project):
 def environment(project, **overrides):
     """The project's environment (conftest keeps the shell's out) with production settings."""
     production = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_DEBUG": "false"}
-    return project.environment(**production, **overrides)
+    return project.environment(**{**production, **overrides})
 
 
 def run(project, *args, timeout=120, **env):

@@ -6,10 +6,10 @@ gunicorn's own command-line flags and GUNICORN_CMD_ARGS still win over any of
 them.
 
 gunicorn imports this module in the master, before any worker forks: an
-environment variable out of range (environment.py) or Django settings that do
-not load stop start-up here, with one line and no worker started. The hooks
-plan the database connections and check the settings against the plan
-(startup.py).
+environment variable out of range (environment.py) stops start-up here, with one
+line and no worker started. The hooks plan the database connections, then load
+the Django settings and check them against the plan (startup.py): settings
+that do not load stop start-up there, also in one line and before any worker.
 
 Upstream limit: gunicorn itself reads WEB_CONCURRENCY before it reads this
 file, and a value that is not a number stops it with a traceback. `python -m
@@ -18,6 +18,8 @@ config.gunicorn` checks the environment first and prints one line instead.
 
 import os
 import sys
+from importlib.util import find_spec
+from pathlib import Path
 
 from config.gunicorn import sizing, startup
 from config.gunicorn.cpu import cpu_budget
@@ -44,10 +46,31 @@ __all__ = [
     "wsgi_app",
 ]
 
-# The Django project: its settings module, and the package beside it that holds wsgi.py
-# and asgi.py (config.settings: config.wsgi, config.asgi).
+
+def django_project(settings_module):
+    """The package that holds wsgi.py and asgi.py: the one nearest the settings module.
+
+    config.settings: config. A settings package (mysite.settings.production) is not it:
+    mysite is. Only files are looked at: nothing is imported, so nothing is read from the
+    settings before the master has exported its plan.
+    """
+    packages = settings_module.split(".")[:-1]
+    spec = find_spec(packages[0]) if packages else None
+    if spec is None or not spec.submodule_search_locations:
+        return ".".join(packages) or settings_module
+    directory, nearest = Path(spec.submodule_search_locations[0]), packages[0]
+    for depth, package in enumerate(packages):
+        if depth:
+            directory /= package
+        if (directory / "wsgi.py").is_file():
+            nearest = ".".join(packages[: depth + 1])
+    return nearest
+
+
+# The Django project: its settings module, and the package that holds wsgi.py and asgi.py
+# (config.settings: config.wsgi, config.asgi).
 SETTINGS_MODULE = os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-DJANGO_PROJECT = SETTINGS_MODULE.rpartition(".")[0] or SETTINGS_MODULE
+DJANGO_PROJECT = django_project(SETTINGS_MODULE)
 
 try:
     env = read_environment()

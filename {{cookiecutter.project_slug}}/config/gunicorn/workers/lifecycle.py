@@ -1,4 +1,5 @@
-"""A worker's life: told to stop while it boots, it stops; grown too large, it is replaced.
+"""A worker's life: forked from a frozen master; told to stop while it boots, it stops; grown
+too large, it is replaced.
 
 Stopping during boot. The master forks a worker with its own signal handlers,
 which only queue a signal for the master's loop; the worker installs its own a
@@ -13,12 +14,22 @@ before the loop runs: there they wait for the loop. 20 starts of each preset,
 each stopped as the master forked its workers: 4 asgi masters took 25 s
 without that.)
 
+Frozen before the fork. The master moves everything it has built (Django, the
+app, the settings) out of the garbage collector's reach (gc.freeze) right before
+each fork, as Python's documentation advises for a process that forks without
+exec: a worker's collections no longer touch those objects, so their memory
+pages stay shared with the master, and a worker's exit, which tears them down,
+took 0.07 s instead of 0.25 (gevent and sync, measured from "Worker exiting" to
+the process gone). A stop during boot then ends within the 5 s a test allows
+even with every CPU busy.
+
 Recycling. On each heartbeat the worker asks the memory policy (recycle.py)
 whether it is its turn to be replaced, and if so stops as a SIGTERM would stop
 it, minus what only a stopping instance does (serving the listen backlog):
 the other workers take the new connections.
 """
 
+import gc
 import os
 import signal
 
@@ -55,6 +66,7 @@ class Lifecycle:
         super().__init__(*args, **kwargs)  # in the master, right before the fork
         env = read_environment()
         self.recycle = MemoryRecycle(env.recycle_growth_mib, env.recycle_interval)
+        gc.freeze()
         hold_stop_signals()
 
     def init_signals(self):

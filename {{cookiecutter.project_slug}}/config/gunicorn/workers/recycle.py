@@ -17,6 +17,8 @@ fragmentation), so that is what this policy watches:
   (60), and never two at once: the workers share a lock, which the worker
   being replaced holds until its process ends, a kill -9 included.
 
+Cost: 0.2 us per heartbeat, and 20 us to read the RSS every CHECK_EVERY_S.
+
 A worker being replaced stops as gunicorn's max_requests stops it: it accepts
 no new connection, finishes what it has, and answers the next request on each
 kept-alive connection with `Connection: close`; the master forks its
