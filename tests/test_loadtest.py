@@ -347,7 +347,7 @@ def capacity_run(project, module_database):
         "--capacity",
         "--quick",
         "--duration",
-        "2s",
+        "3s",
         "--presets",
         "gthread,gevent",
         "--scenarios",
@@ -534,7 +534,7 @@ def test_stock_and_granian_rows_beside_the_preset_on_io_async_and_upstream(
     result = loadtest(
         project,
         *("--presets", "gevent,stock,granian", "--scenarios", "io-async,upstream"),
-        *("--users", "10", "--duration", "2s"),
+        *("--users", "10", "--duration", "3s"),
         DATABASE_URL=module_database,
     )
     results = latest(project)

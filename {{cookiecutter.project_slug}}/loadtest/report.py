@@ -187,8 +187,10 @@ def judge(measurements, results):
                 unanswered=arrivals["sent"] - arrivals["answered"],
                 max_lag_ms=arrivals["max_lag_ms"],
             )
-            if arrivals["late"]:
-                notes.append(f"{arrivals['late']:,} started late")
+            notes.append(
+                f"open model: {row['sent_rps']:,.0f} req/s sent, {arrivals['late']:,} late, "
+                f"{row['unanswered']:,} unanswered at the end"
+            )
         row["note"] = ", ".join(notes)
     return rows
 

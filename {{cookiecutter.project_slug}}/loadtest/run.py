@@ -44,7 +44,7 @@ from .demo import DEMO_SCENARIOS
 {%- endif %}
 from .options import parse
 from .results import new_results_dir, now
-from .sampling import tree_cpu_seconds
+from .sampling import Usage, tree_cpu_seconds
 from .scenarios import from_locustfile
 from .search import Search
 from .server import (
@@ -178,7 +178,7 @@ class Session:
     @contextlib.contextmanager
     def upstream_server(self):
         """The server /demo/upstream calls, for the session, if a scenario calls it."""
-        if not any(getattr(scenario, "uses_upstream", False) for scenario in self.scenarios):
+        if not any(scenario.uses_upstream for scenario in self.scenarios):
             yield
             return
         self.status("the upstream: starting")
@@ -231,7 +231,7 @@ class Session:
         except (ServerError, calibration.CalibrationError, generator.LocustError) as exc:
             record["error"] = str(exc)
             self.progress.console.print(f"[red]{row}: {exc}")
-            self.skip_remaining_runs(row, str(exc))
+            self.skip_runs(row, self.scenarios, str(exc))
         self.save()
 
     def calibrate(self, row, server):
@@ -262,6 +262,9 @@ class Session:
 
     def measure_scenario(self, row, scenario, server, sizing):
         """The scenario's closed-loop levels (given, or searched), then its arrival rates."""
+        if scenario.uses_upstream and self.upstream_error:
+            self.skip_runs(row, [scenario], self.upstream_error)
+            return
         if self.options.capacity:
             self.search_capacity(row, scenario, server, sizing)
         else:
@@ -294,7 +297,7 @@ class Session:
                 users,
                 passed=stats["failures"] == 0 and stats["p99_ms"] <= self.options.slo_p99_ms,
                 rps=stats["rps"],
-                generator_bound=run["usage"]["busiest_generator_cpu"] >= 0.9,
+                generator_bound=Usage(**run["usage"]).generator_bound,
             )
         if runs < EXPECTED_SEARCH_STEPS:
             self.advance(planned=EXPECTED_SEARCH_STEPS - runs, done=0)
@@ -320,11 +323,8 @@ class Session:
         self.measurements["runs"].append(run)
         shown = f"{users} users" if rate is None else f"{rate:,g} req/s offered"
         run["skipped"] = self.reason_to_skip(scenario, sizing, users)
-        if run["skipped"] or (self.upstream_error and getattr(scenario, "uses_upstream", False)):
-            run["error"] = None if run["skipped"] else self.upstream_error
-            self.progress.console.print(
-                f"[yellow]{row} {scenario.name} {shown}: {run['skipped'] or run['error']}"
-            )
+        if run["skipped"]:
+            self.progress.console.print(f"[yellow]{row} {scenario.name} {shown}: {run['skipped']}")
             self.save()
             return run
         started = time.monotonic()
@@ -352,9 +352,14 @@ class Session:
                 count_db_connections=self.database,
                 on_progress=show,
                 arrival_rate=rate,
-                upstream=self.upstream if getattr(scenario, "uses_upstream", False) else None,
+                upstream=self.upstream if scenario.uses_upstream else None,
                 watchers=self.watchers(server),
             )
+            if not stats.requests:
+                raise generator.LocustError(
+                    "no request was measured: the run was too short for this machine's load; "
+                    "lengthen --duration"
+                )
             run["usage"] = asdict(usage)
             run["stats"] = asdict(stats)
             if rate is not None:
@@ -379,7 +384,7 @@ class Session:
         if (
             self.database is None
             or sizing.database_connections is not None
-            or not getattr(scenario, "uses_database", False)
+            or not scenario.uses_database
         ):
             return None
         possible = min(users or math.inf, sizing.slots or math.inf)
@@ -392,14 +397,15 @@ class Session:
             f"and PostgreSQL has {free + SPARE_DB_CONNECTIONS} free"
         )
 
-    def skip_remaining_runs(self, row, error):
+    def skip_runs(self, row, scenarios, error):
+        """A row with `error` for each run of `scenarios` not measured yet."""
         measured = {
             (run["scenario"], run["users"], run["arrival_rate"])
             for run in self.measurements["runs"]
             if run["preset"] == row
         }
         users = (None,) if self.options.capacity else self.options.users
-        for scenario in self.scenarios:
+        for scenario in scenarios:
             planned = [(u, None) for u in users] + [(None, r) for r in self.options.arrival_rates]
             for users_, rate in planned:
                 if (scenario.name, users_, rate) in measured:

@@ -30,6 +30,11 @@ class Scenario:
     description: str
     locustfile: Path
     user_class: str | None = None  # None: every user class of the file
+{%- if not cookiecutter.include_demo_endpoints %}
+    # A Locust file's requests are unknown here: the session assumes they need neither.
+    uses_database = False
+    uses_upstream = False
+{%- endif %}
 {%- if cookiecutter.include_demo_endpoints %}
     arrival_class: str | None = None  # the same requests in the open model (open_model.py)
 {%- endif %}

@@ -100,11 +100,15 @@ def executable(name):
 def command(row, port, sizing=None):
     """The command line that serves `row` on 127.0.0.1:`port` (None: no address, to show it).
 
-    `sizing` (sizing.Sizing): the workers and threads of the stock and granian rows.
+    `sizing` (sizing.Sizing): the workers and threads of the stock and granian rows. Plain
+    gunicorn runs without its control socket, whose default path ($HOME/.gunicorn/gunicorn.ctl)
+    is shared by every gunicorn of the user: the first to stop would delete another's.
+    It serves no request, so the rows still measure gunicorn's defaults.
     """
     bind = ["--bind", f"127.0.0.1:{port}"] if port else []
+    plain = [*bind, "--no-control-socket"] if port else []  # plain gunicorn's
     if row == BASELINE:
-        return [executable("gunicorn"), "config.wsgi:application", *bind]
+        return [executable("gunicorn"), "config.wsgi:application", *plain]
     if row == GRANIAN:
         address = ["--host", "127.0.0.1", "--port", str(port)] if port else []
         return [
@@ -118,7 +122,7 @@ def command(row, port, sizing=None):
         threads = ["--threads", str(sizing.threads)] if model == "gthread" else []
         application = "config.asgi:application" if model == "asgi" else "config.wsgi:application"
         workers = ["-k", model, "-w", str(sizing.workers), *threads]
-        return [executable("gunicorn"), *workers, application, *bind]
+        return [executable("gunicorn"), *workers, application, *plain]
     return [sys.executable, "-m", "config.gunicorn", *bind]
 
 
