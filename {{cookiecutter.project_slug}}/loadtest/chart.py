@@ -86,7 +86,9 @@ def curves(throughput, latency, runs, colours, knees, loads, model):
     for plot in (throughput, latency):
         plot.set_xlabel(f"{label} (star: capacity)")
         plot.set_xscale("log")
-        plot.set_xticks(loads, [f"{load:g}" for load in loads])
+        plot.set_xticks(
+            loads, [f"{load:g}" for load in loads], rotation=45 if len(loads) > 5 else 0
+        )
         plot.minorticks_off()
 
 
