@@ -449,10 +449,9 @@ def test_a_saved_report_is_judged_again_against_another_objective_and_target(pro
 
 
 def gunicorn_workers(pid):
-    """The gunicorn workers below `pid`: processes whose parent is a gunicorn master."""
-    lines = {child: command_line(child) or "" for child in descendants(pid)}
-    masters = {child for child, line in lines.items() if "config.gunicorn" in line}
-    return [child for child in lines if parent_of(child) in masters]
+    """The gunicorn workers below `pid`: gunicorn processes whose parent is gunicorn too."""
+    gunicorn = {child for child in descendants(pid) if "gunicorn" in (command_line(child) or "")}
+    return [child for child in gunicorn if parent_of(child) in gunicorn]
 
 
 def parent_of(pid):
