@@ -537,17 +537,17 @@ def test_stock_and_granian_rows_beside_the_preset_on_io_async_and_upstream(
     )
     result = loadtest(
         project,
-        *("--presets", "gevent,stock,granian", "--scenarios", "io-async,upstream"),
+        *("--presets", "asgi,stock,granian", "--scenarios", "io-async,upstream"),
         *("--users", "10", "--duration", "3s"),
         DATABASE_URL=module_database,
     )
     results = latest(project)
     summary = json.loads((results / "summary.json").read_text())
-    assert [name for name in summary["presets"]] == ["gevent", "stock-gevent", "granian"]
+    assert list(summary["presets"]) == ["asgi", "stock-asgi", "granian"]
     presets = summary["presets"]
-    workers = presets["gevent"]["sizing_fields"]["workers"]
-    assert presets["stock-gevent"]["command"] == (
-        f"gunicorn -k gevent -w {workers} config.wsgi:application"
+    workers = presets["asgi"]["sizing_fields"]["workers"]
+    assert presets["stock-asgi"]["command"] == (
+        f"gunicorn -k asgi -w {workers} config.asgi:application"
     )
     assert presets["granian"]["command"].startswith("granian --interface wsgi --workers ")
     assert presets["granian"]["sizing"].endswith("blocking threads")
@@ -556,14 +556,16 @@ def test_stock_and_granian_rows_beside_the_preset_on_io_async_and_upstream(
         assert row["sizing"], row
     # The upstream is a second server, started once: every row's calls reached it.
     assert summary["upstream"]["error"] is None
-    for preset in ("gevent", "stock-gevent", "granian"):
+    for preset in ("asgi", "stock-asgi", "granian"):
         upstream = rows[preset, "upstream"]
         assert upstream["error"] is None and upstream["failures"] == 0, upstream
         assert upstream["upstream_cpu"] > 0
-    assert rows["granian", "io-async"]["failures"] == 0
+    for preset in ("asgi", "stock-asgi", "granian"):
+        assert rows[preset, "io-async"]["failures"] == 0, rows[preset, "io-async"]
     (io_async,) = [r for r in summary["recommendations"] if r["scenario"] == "io-async"]
-    assert io_async["text"].startswith("for async views")
-    assert any(text.startswith("stock-gevent (") for text in io_async["compared"])
+    assert io_async["text"].startswith("for async views (async def): asgi (")
+    assert any(text.startswith("stock-asgi (") for text in io_async["compared"])
+    assert any(text.startswith("granian (") for text in io_async["compared"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
