@@ -15,7 +15,7 @@ from config.gunicorn import sizing as rules
 from config.gunicorn.cpu import cpu_budget
 from config.gunicorn.workers import model_of
 
-GRANIAN = "granian"
+from .server import GRANIAN
 
 
 @dataclass(frozen=True)
