@@ -241,6 +241,10 @@ def parse(argv=None):
     """The options, checked; exits with one line on a bad value or an impossible combination."""
     checker = parser()
     parsed = checker.parse_args(argv)
+    if parsed.capacity and parsed.users:
+        checker.error(
+            "argument --users: --capacity searches the user counts itself: leave out --users"
+        )
 {%- if cookiecutter.include_demo_endpoints %}
     scenarios = parsed.scenarios
     if scenarios is None:
@@ -267,10 +271,6 @@ def parse(argv=None):
             "schedule, and this project has no demo endpoints: use --users"
         )
 {%- endif %}
-    if parsed.capacity and parsed.users:
-        checker.error(
-            "argument --users: --capacity searches the user counts itself: leave out --users"
-        )
     presets = parsed.presets
     if presets is None:
         presets = tuple(row for row in ALL_PRESETS if row != GRANIAN or granian_installed())
