@@ -64,8 +64,11 @@ def kubernetes_manifests(session):
 
 @nox.session
 def loadtest(session):
-    """Load-test the gunicorn presets side by side with Locust: `nox -s loadtest -- --help`."""
-    session.install("-e", ".[dev]")
+    """Load-test the gunicorn presets side by side with Locust: `nox -s loadtest -- --help`.
+
+    With the granian extra, for the row that compares them with a server written in Rust.
+    """
+    session.install("-e", ".[dev,granian]")
     session.run("python", "-m", "loadtest", *session.posargs, **STOP_GRACE)
 {%- if cookiecutter.include_demo_endpoints %}
 
