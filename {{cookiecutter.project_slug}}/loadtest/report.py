@@ -21,6 +21,7 @@ from .generator import LocustError, read_stats
 from .options import OneLineParser, latency, requests_per_second
 from .recommendation import recommend
 from .sampling import GENERATOR_BOUND_CPU
+from .server import PRESETS
 from .sizing import Sizing
 from .table import COLUMNS, cells, describe_machine
 from .target import size_for
@@ -80,8 +81,8 @@ def target_sizing(summary, found, measurements, results, target_rps):
     for recommendation in summary["recommendations"]:
         scenario = recommendation["scenario"]
         for (preset, each), capacity in found.items():
-            if each != scenario or preset not in measurements["presets"]:
-                continue
+            if each != scenario or preset not in PRESETS:
+                continue  # the rows presets are compared with are not for deploying
             entry = summary["presets"][preset]
             mix = next(
                 run["mix"]
