@@ -15,8 +15,9 @@ It starts where Little's law says the server saturates, from the calibration:
 users = (the bound without the users' limit) x the cycle time, halved: 86 users
 for the gevent preset on `io` here, 2 for sync, rather than the same 10 for
 every preset. Measured on 2 CPUs shared with other work: 4 presets x 4
-scenarios took 65 runs of 5 s, 9.8 minutes in all (with one level without gain
-ending a search; PATIENCE 2 adds a run to each search that saturates).
+scenarios took 85 runs of 5 s, 11.6 minutes in all; ending a search at the first
+level without gain took 65 runs and 9.8 minutes, but stopped gthread on `io` at
+12 users and 167 requests/s, where it serves 400.
 """
 
 import math
