@@ -178,21 +178,20 @@ class Session:
     @contextlib.contextmanager
     def upstream_server(self):
         """The server /demo/upstream calls, for the session, if a scenario calls it."""
-        if not any(scenario.uses_upstream for scenario in self.scenarios):
-            yield
-            return
-        self.status("the upstream: starting")
-        log_path = self.results / "server-upstream.log"
-        record = {"preset": UPSTREAM_PRESET, "log": log_path.name, "error": None}
-        self.measurements["upstream"] = record
-        try:
-            with running_server(UPSTREAM_PRESET, log_path, cpus=self.server_cpus) as upstream:
-                self.upstream = upstream
-                record["url"] = upstream.url
-                yield
-        except ServerError as exc:
-            record["error"] = self.upstream_error = f"the upstream did not start: {exc}"
-            self.progress.console.print(f"[red]{self.upstream_error}")
+        with contextlib.ExitStack() as stack:
+            if any(scenario.uses_upstream for scenario in self.scenarios):
+                self.status("the upstream: starting")
+                log_path = self.results / "server-upstream.log"
+                record = {"preset": UPSTREAM_PRESET, "log": log_path.name, "error": None}
+                self.measurements["upstream"] = record
+                try:
+                    self.upstream = stack.enter_context(
+                        running_server(UPSTREAM_PRESET, log_path, cpus=self.server_cpus)
+                    )
+                    record["url"] = self.upstream.url
+                except ServerError as exc:
+                    record["error"] = self.upstream_error = f"the upstream did not start: {exc}"
+                    self.progress.console.print(f"[red]{self.upstream_error}")
             yield
 
     def status(self, text):
