@@ -19,7 +19,7 @@ CHOICES = json.loads((Path(__file__).parent / "cookiecutter.json").read_text(enc
 DRIVERS = CHOICES["database_driver"]
 DJANGO_VERSIONS = CHOICES["django_version"]
 # Each lock file of the bake, and what uv pip compile is told to put in it.
-LOCKS = {"requirements": "--generate-hashes", "requirements-dev": "--extra dev"}
+LOCKS = {"requirements": "--generate-hashes", "requirements-dev": "--extra dev --extra granian"}
 # Each lock is made for the oldest Python its Django supports here, and holds for the newer.
 DJANGO_OLDEST_PYTHON = {"5.2": "3.11", "6.1": "3.12"}
 

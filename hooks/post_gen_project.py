@@ -20,6 +20,7 @@ DEMO_FILES = [
     "tests/data",
     "loadtest/demo.py",
     "loadtest/locustfile.py",
+    "loadtest/open_model.py",
     "loadtest/smoke.py",
     # Every failure scenario runs against the demo endpoints.
     "resilience",

@@ -15,9 +15,9 @@ nox.options.sessions = ["lint", "tests"]
 STOP_GRACE = {"interrupt_timeout": 60, "terminate_timeout": 10}
 
 
-def install(session):
-    """The project and its dev extra, at the versions requirements-dev.lock names."""
-    session.install("-c", "requirements-dev.lock", "-e", ".[dev]")
+def install(session, extras="dev"):
+    """The project and its `extras`, at the versions requirements-dev.lock names."""
+    session.install("-c", "requirements-dev.lock", "-e", f".[{extras}]")
 
 
 @nox.session
@@ -69,8 +69,11 @@ def kubernetes_manifests(session):
 
 @nox.session
 def loadtest(session):
-    """Load-test the gunicorn presets side by side with Locust: `nox -s loadtest -- --help`."""
-    install(session)
+    """Load-test the gunicorn presets side by side with Locust: `nox -s loadtest -- --help`.
+
+    With the granian extra, for the row that compares them with a server written in Rust.
+    """
+    install(session, extras="dev,granian")
     session.run("python", "-m", "loadtest", *session.posargs, **STOP_GRACE)
 {%- if cookiecutter.include_demo_endpoints %}
 

@@ -37,6 +37,8 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 {%- if cookiecutter.include_demo_endpoints %}
 # Endpoints that let anyone make the server wait or burn CPU: load tests only.
 DEMO_ENDPOINTS = env.bool("DJANGO_DEMO_ENDPOINTS", False)
+# The service /demo/upstream calls (its /demo/io); `nox -s loadtest` starts one.
+DEMO_UPSTREAM_URL = env.str("DJANGO_DEMO_UPSTREAM_URL", "")
 {%- endif %}
 # Without DATABASE_URL the service runs on SQLite, so `manage.py runserver`
 # works at once; with it, PostgreSQL through the installed driver.

@@ -3,7 +3,8 @@
 Operational laws, for a closed system of `users` clients that each send their
 next request when the last one is answered (plus any think time of theirs):
 
-- users: no more than users / cycle time (each user waits for its answer);
+- users: no more than users / cycle time (each user waits for its answer); in
+  the open model (open_model.py), the rate offered instead: no more is asked;
 - slots (Little's law): no more than the requests the preset runs at once
   (workers x threads or connections) / the time each one spends in the server;
 - connections: for requests that hold a database connection while they wait,
@@ -47,16 +48,21 @@ class Capacity:
 @dataclass(frozen=True)
 class Bound:
     rps: float
-    limit: str  # users, slots, connections or cpu: the one that binds
+    limit: str  # users (offered, in the open model), slots, connections or cpu: the one that binds
 
     def efficiency(self, measured_rps):
         return measured_rps / self.rps if self.rps > 0 else None
 
 
-def bound(users, mix, capacity, generator_cpu_on_shared_cpus=0.0, cpu_s_in_run=None):
+def bound(
+    users, mix, capacity, generator_cpu_on_shared_cpus=0.0, cpu_s_in_run=None, offered_rps=None
+):
     """The bound of `users` sending the `mix` [(weight, Cost)] to a server of `capacity`.
 
     `cpu_s_in_run`: the server's CPU time per request during the run, if measured.
+    `offered_rps`: an open-model run's arrival rate, which replaces the users' limit.
+    `generator_cpu_on_shared_cpus`: CPU the server's CPUs gave to others (the load
+    generator, the upstream) during the run.
     """
     total = sum(weight for weight, _ in mix)
 
@@ -67,7 +73,7 @@ def bound(users, mix, capacity, generator_cpu_on_shared_cpus=0.0, cpu_s_in_run=N
             if cost.uses_database or not only_database
         )
 
-    limits = {"users": users / mean("cycle_s")}
+    limits = {"offered": offered_rps} if offered_rps else {"users": users / mean("cycle_s")}
     if capacity.slots is not None:
         limits["slots"] = capacity.slots / mean("service_s")
     database_s = mean("service_s", only_database=True)

@@ -6,11 +6,18 @@ within a second and statistics reset once they are (--reset-stats): the numbers
 are those of the steady state. With `workers`, Locust's distributed mode runs a
 master and that many worker processes on this machine (--processes).
 
+With an arrival rate, the scenario's open-model users run instead
+(open_model.py): ARRIVAL_USERS_PER_RPS users per request/s (at least one, at most
+MAX_ARRIVAL_USERS), who together start that many requests per second on a schedule,
+and write what they offered, sent late and saw answered to PREFIX.arrivals.json.
+
 Each run leaves Locust's CSV files (PREFIX_stats.csv, _stats_history.csv,
 _failures.csv, _exceptions.csv), its HTML report and its log next to each other.
 """
 
 import csv
+import json
+import math
 import os
 import sys
 import time
@@ -26,6 +33,9 @@ PROGRESS_PLUGIN = Path(__file__).with_name("locust_progress.py")
 RAMP_UP_S = 1.0
 # Locust's start-up, and its stop after the run time, on top of the run itself.
 SLACK_S = 90.0
+# The open model's users: one per 10 requests/s, each starting a request every 100 ms.
+ARRIVAL_USERS_PER_RPS = 0.1
+MAX_ARRIVAL_USERS = 100
 
 
 class LocustError(RuntimeError):
@@ -45,7 +55,12 @@ class Stats:
     p99_ms: float
 
 
-def command(scenario, url, users, duration_s, prefix, workers):
+def arrival_users(rate, workers=0):
+    """Users that start `rate` requests/s between them: enough for each Locust worker."""
+    return max(1, workers, min(MAX_ARRIVAL_USERS, math.ceil(rate * ARRIVAL_USERS_PER_RPS)))
+
+
+def command(scenario, url, users, duration_s, prefix, workers, arrivals=False):
     args = [sys.executable, "-m", "locust", "--headless", "--only-summary", "--reset-stats"]
     args += ["--locustfile", f"{scenario.locustfile},{PROGRESS_PLUGIN}", "--host", url]
     spawn_rate = users / RAMP_UP_S
@@ -56,8 +71,9 @@ def command(scenario, url, users, duration_s, prefix, workers):
     args += ["--exit-code-on-error", "0"]
     if workers:
         args += ["--processes", str(workers)]
-    if scenario.user_class:
-        args.append(scenario.user_class)
+    user_class = scenario.arrival_class if arrivals else scenario.user_class
+    if user_class:
+        args.append(user_class)
     return args
 
 
@@ -72,24 +88,37 @@ def run(
     cpus=None,
     count_db_connections=None,
     on_progress=None,
+    arrival_rate=None,
+    upstream=None,
+    watchers=(),
 ):
-    """Run Locust against `server` (server.Server), sample meanwhile; (Stats, sampling.Usage)."""
+    """Run Locust against `server` (server.Server), sample meanwhile; (Stats, sampling.Usage).
+
+    `arrival_rate`: the open model at that many requests/s, instead of `users` in a closed
+    loop. `upstream`: a server.Server the scenario calls, whose CPU is sampled too.
+    `watchers`: more samplers of the server (sampling.Watcher).
+    """
     progress_path = Path(f"{prefix}.progress.json")
     progress_path.unlink(missing_ok=True)
     log_path = Path(f"{prefix}.locust.log")
     env = {**os.environ, "LOADTEST_PROGRESS_FILE": str(progress_path)}
+    if arrival_rate is not None:
+        users = arrival_users(arrival_rate, workers)
+        env["LOADTEST_ARRIVAL_RATE"] = f"{arrival_rate:g}"
+        env["LOADTEST_ARRIVALS_FILE"] = str(arrivals_path(prefix))
+        arrivals_path(prefix).unlink(missing_ok=True)
     deadline = time.monotonic() + duration_s + SLACK_S
+    args = command(
+        scenario, server.url, users, duration_s, prefix, workers, arrival_rate is not None
+    )
     with (
         open(log_path, "w") as log,
         processes.running(
-            command(scenario, server.url, users, duration_s, prefix, workers),
-            env=env,
-            cwd=PROJECT_DIR,
-            cpus=cpus,
-            stdout=log,
-            grace=10.0,
+            args, env=env, cwd=PROJECT_DIR, cpus=cpus, stdout=log, grace=10.0
         ) as locust,
-        Sampler(server, locust.pid, progress_path, count_db_connections) as sampler,
+        Sampler(
+            server, locust.pid, progress_path, count_db_connections, upstream, watchers
+        ) as sampler,
     ):
         while locust.poll() is None:
             if time.monotonic() > deadline:
@@ -103,6 +132,20 @@ def run(
             f"Locust exited with {locust.returncode}: {last_line(log_path.read_text())}"
         )
     return read_stats(Path(f"{prefix}_stats.csv")), sampler.usage
+
+
+def arrivals_path(prefix):
+    return Path(f"{prefix}.arrivals.json")
+
+
+def read_arrivals(prefix):
+    """What an open-model run offered, sent, sent late and saw answered (open_model.py)."""
+    try:
+        return json.loads(arrivals_path(prefix).read_text())
+    except (OSError, ValueError):
+        raise LocustError(
+            f"no arrival counts in {arrivals_path(prefix)}: see Locust's log"
+        ) from None
 
 
 def read_stats(stats_path):

@@ -1,7 +1,9 @@
-"""Locust users for the demo scenarios (demo.py), one class per scenario.
+"""Locust users for the demo scenarios (demo.py): for each, a closed-loop class and an open one.
 
 `nox -s loadtest` runs them; by hand, from the project folder:
-`python -m locust -f loadtest/locustfile.py IoUser --host http://127.0.0.1:8000`.
+`python -m locust -f loadtest/locustfile.py IoUser --host http://127.0.0.1:8000`, or
+`LOADTEST_ARRIVAL_RATE=500 python -m locust -f loadtest/locustfile.py IoArrivals ...`
+for 500 requests/s started on a schedule (open_model.py).
 """
 
 import random
@@ -9,6 +11,7 @@ import random
 from locust import FastHttpUser, constant, task
 
 from loadtest.demo import DEMO_SCENARIOS
+from loadtest.open_model import ArrivalUser
 
 
 class DemoUser(FastHttpUser):
@@ -33,6 +36,10 @@ class IoUser(DemoUser):
     scenario = DEMO_SCENARIOS["io"]
 
 
+class IoAsyncUser(DemoUser):
+    scenario = DEMO_SCENARIOS["io-async"]
+
+
 class DbUser(DemoUser):
     scenario = DEMO_SCENARIOS["db"]
 
@@ -41,5 +48,33 @@ class CpuUser(DemoUser):
     scenario = DEMO_SCENARIOS["cpu"]
 
 
+class UpstreamUser(DemoUser):
+    scenario = DEMO_SCENARIOS["upstream"]
+
+
 class MixedUser(DemoUser):
+    scenario = DEMO_SCENARIOS["mixed"]
+
+
+class IoArrivals(ArrivalUser):
+    scenario = DEMO_SCENARIOS["io"]
+
+
+class IoAsyncArrivals(ArrivalUser):
+    scenario = DEMO_SCENARIOS["io-async"]
+
+
+class DbArrivals(ArrivalUser):
+    scenario = DEMO_SCENARIOS["db"]
+
+
+class CpuArrivals(ArrivalUser):
+    scenario = DEMO_SCENARIOS["cpu"]
+
+
+class UpstreamArrivals(ArrivalUser):
+    scenario = DEMO_SCENARIOS["upstream"]
+
+
+class MixedArrivals(ArrivalUser):
     scenario = DEMO_SCENARIOS["mixed"]

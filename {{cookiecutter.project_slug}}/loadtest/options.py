@@ -13,15 +13,19 @@ from pathlib import Path
 {% if cookiecutter.include_demo_endpoints -%}
 from .demo import DEMO_SCENARIOS
 {% endif -%}
-from .server import BASELINE, PRESETS
+from .server import COMPARISONS, GRANIAN, PRESETS, granian_installed
 
-ALL_PRESETS = (*PRESETS, BASELINE)
+ALL_PRESETS = (*PRESETS, *COMPARISONS)
 DEFAULT_USERS = (10, 100, 500)
 QUICK_USERS = (100,)
 DEFAULT_DURATION_S = 15.0
 QUICK_DURATION_S = 5.0
+# A capacity search runs several levels per preset and scenario: shorter steps.
+CAPACITY_DURATION_S = 5.0
+QUICK_CAPACITY_DURATION_S = 3.0
 MAX_DURATION_S = 3600.0  # load tests stop by themselves
 MAX_USERS = 10_000
+MAX_ARRIVAL_RATE = 100_000
 MAX_LOCUST_WORKERS = 64
 DEFAULT_SLO_P99_MS = 500.0
 DURATION = re.compile(r"(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")
@@ -40,6 +44,9 @@ class Options:
     locustfile: Path | None
     workers: int
     slo_p99_ms: float
+    capacity: bool = False
+    arrival_rates: tuple[float, ...] = ()
+    target_rps: float | None = None
 
 
 def comma_list(allowed, what):
@@ -65,6 +72,31 @@ def user_counts(raw):
             "e.g. 10,100,500"
         )
     return counts
+
+
+def arrival_rates(raw):
+    try:
+        rates = tuple(sorted({float(item) for item in raw.split(",") if item.strip()}))
+    except ValueError:
+        rates = ()
+    if not rates or not all(1 <= rate <= MAX_ARRIVAL_RATE for rate in rates):
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a list of arrival rates: use requests per second from 1 to "
+            f"{MAX_ARRIVAL_RATE}, e.g. 200,400,800"
+        )
+    return rates
+
+
+def requests_per_second(raw):
+    try:
+        rate = float(raw.strip().removesuffix("/s").removesuffix("rps").strip().replace("_", ""))
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a rate: use requests per second, e.g. 5000"
+        )
+    return rate
 
 
 def duration(raw):
@@ -128,9 +160,11 @@ def parser():
     parser.add_argument(
         "--presets",
         type=comma_list(ALL_PRESETS, "preset"),
-        default=ALL_PRESETS,
-        help=f"presets to run, comma-separated (default: {','.join(ALL_PRESETS)}); "
-        "baseline is plain `gunicorn config.wsgi:application`: one sync worker",
+        help=f"presets to run, comma-separated (default: {','.join(ALL_PRESETS)}, granian "
+        "when installed); the rows to compare them with: baseline is plain `gunicorn "
+        "config.wsgi:application` (one sync worker); stock is each preset's worker class and "
+        "worker count with gunicorn's defaults otherwise; granian is `granian --interface wsgi` "
+        "sized like gthread (pip install -e '.[granian]')",
     )
 {%- if cookiecutter.include_demo_endpoints %}
     described = "; ".join(f"{name}: {each.description}" for name, each in DEMO_SCENARIOS.items())
@@ -157,7 +191,28 @@ def parser():
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a short run of every preset at one user count, to check the whole session runs",
+        help="a short run of every preset at one user count, to check the whole session runs; "
+        "with --capacity, a cheaper search (bigger steps, shorter runs, no narrowing)",
+    )
+    parser.add_argument(
+        "--capacity",
+        action="store_true",
+        help="search each preset's capacity per scenario: raise the users in steps until p99 "
+        "passes --slo-p99, a request fails or throughput stops rising, then narrow down "
+        f"(steps of {CAPACITY_DURATION_S:g}s; with --quick {QUICK_CAPACITY_DURATION_S:g}s)",
+    )
+    parser.add_argument(
+        "--arrival-rate",
+        type=arrival_rates,
+        help="open model: requests started on a schedule whatever the server does, at each "
+        "of these rates in turn (requests/s, e.g. 200,400,800); latency counts from each "
+        "request's scheduled start. With --users too, both models run",
+    )
+    parser.add_argument(
+        "--target-rps",
+        type=requests_per_second,
+        help="size for this rate (requests/s): instances with headroom, CPU, memory and "
+        "database connections per preset, and a Kustomize overlay for the recommended one",
     )
     parser.add_argument(
         "--locustfile",
@@ -186,6 +241,10 @@ def parse(argv=None):
     """The options, checked; exits with one line on a bad value or an impossible combination."""
     checker = parser()
     parsed = checker.parse_args(argv)
+    if parsed.capacity and parsed.users:
+        checker.error(
+            "argument --users: --capacity searches the user counts itself: leave out --users"
+        )
 {%- if cookiecutter.include_demo_endpoints %}
     scenarios = parsed.scenarios
     if scenarios is None:
@@ -195,22 +254,47 @@ def parse(argv=None):
             f"argument --locustfile: {parsed.locustfile.name} has the name of a demo scenario: "
             "rename the file"
         )
+    if parsed.arrival_rate and not scenarios:
+        checker.error(
+            "argument --arrival-rate: the open model runs the demo scenarios' requests on a "
+            "schedule; a Locust file of yours runs with --users: add --scenarios"
+        )
 {%- else %}
     if parsed.locustfile is None:
         checker.error(
             "no scenario to run: this project has no demo endpoints, so pass your own "
             "Locust file with --locustfile PATH"
         )
+    if parsed.arrival_rate:
+        checker.error(
+            "argument --arrival-rate: the open model runs the demo scenarios' requests on a "
+            "schedule, and this project has no demo endpoints: use --users"
+        )
 {%- endif %}
+    presets = parsed.presets
+    if presets is None:
+        presets = tuple(row for row in ALL_PRESETS if row != GRANIAN or granian_installed())
+    elif GRANIAN in presets and not granian_installed():
+        checker.error("argument --presets: granian is not installed: pip install -e '.[granian]'")
+    users = parsed.users
+    if users is None and not parsed.capacity and not parsed.arrival_rate:
+        users = QUICK_USERS if parsed.quick else DEFAULT_USERS
+    if parsed.capacity:
+        default_duration = QUICK_CAPACITY_DURATION_S if parsed.quick else CAPACITY_DURATION_S
+    else:
+        default_duration = QUICK_DURATION_S if parsed.quick else DEFAULT_DURATION_S
     return Options(
-        presets=parsed.presets,
+        presets=presets,
 {%- if cookiecutter.include_demo_endpoints %}
         scenarios=scenarios,
 {%- endif %}
-        users=parsed.users or (QUICK_USERS if parsed.quick else DEFAULT_USERS),
-        duration_s=parsed.duration or (QUICK_DURATION_S if parsed.quick else DEFAULT_DURATION_S),
+        users=users or (),
+        duration_s=parsed.duration or default_duration,
         quick=parsed.quick,
         locustfile=parsed.locustfile,
         workers=parsed.workers,
         slo_p99_ms=parsed.slo_p99,
+        capacity=parsed.capacity,
+        arrival_rates=parsed.arrival_rate or (),
+        target_rps=parsed.target_rps,
     )

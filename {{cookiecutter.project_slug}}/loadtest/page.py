@@ -1,8 +1,8 @@
 """index.html: the whole report on one self-contained page.
 
-The recommendation first, then the table, the chart (embedded: the page needs
-no network and no other file to render), and links to each run's Locust report
-and each server's log, which sit beside it.
+The recommendation first (and the sizing for --target-rps), then the table,
+the chart (embedded: the page needs no network and no other file to render),
+and links to each run's Locust report and each server's log, which sit beside it.
 """
 
 import base64
@@ -28,7 +28,8 @@ def render(summary, chart_path):
     chart = base64.b64encode(chart_path.read_bytes()).decode("ascii")
     recommendations = "".join(
         f"<li><b>{e(item['scenario'])}</b>: {e(item['text'])}"
-        f"<br><small>{e(item['baseline'])}</small></li>"
+        + "".join(f"<br><small>{e(text)}</small>" for text in item["compared"])
+        + "</li>"
         for item in summary["recommendations"]
     ) + "".join(
         f"<li><b>{e(item['scenario'])}</b>: skipped: {e(item['reason'])}</li>"
@@ -45,8 +46,25 @@ def render(summary, chart_path):
         link = f'<a href="{e(report)}">{e(report)}</a>' if report and not row["error"] else ""
         css = ' class="error"' if row["error"] else ""
         body.append(f'<tr{css}>{tds}<td class="text">{link}</td></tr>')
+    target = ""
+    if summary["target"]:
+        items = "".join(
+            f"<li><b>{e(sized['scenario'])}</b>, {e(sized['preset'])}"
+            f"{' (recommended)' if sized['recommended'] else ''}: {e(sized['text'])}"
+            + (
+                f"<br>Kustomize overlay: <code>{e(sized['overlay'])}</code>"
+                if sized.get("overlay")
+                else ""
+            )
+            + "</li>"
+            for sized in summary["target"]
+        )
+        target = (
+            f"<h2>Sized for {summary['options']['target_rps']:,.0f} requests/s</h2><ul>{items}</ul>"
+        )
     logs = "".join(
-        f'<li>{e(name)}: <a href="{e(preset["log"])}">{e(preset["log"])}</a>'
+        f"<li>{e(name)}{command_of(preset)}: "
+        f'<a href="{e(preset["log"])}">{e(preset["log"])}</a>'
         f"{(' (' + e(preset['startup_line']) + ')') if preset['startup_line'] else ''}"
         f"{('<br>error: ' + e(preset['error'])) if preset['error'] else ''}</li>"
         for name, preset in summary["presets"].items()
@@ -62,14 +80,20 @@ def render(summary, chart_path):
 <h1>Load test of {e(summary["started_at"])}</h1>
 <section class="recommendation">
 <h2>Recommendation</h2>
-<p>For each scenario: the preset with the most requests/s whose p99 stayed within
-{summary["options"]["slo_p99_ms"]:,.0f} ms with no failed request.</p>
+<p>For each scenario: the preset with the highest capacity, the most requests/s of a load
+whose p99 stayed within {summary["options"]["slo_p99_ms"]:,.0f} ms with no failed request;
+then what the rows it is compared with gave.</p>
 <ul>{recommendations}</ul>
 </section>
+{target}
 <p>Machine: {e(describe_machine(summary["machine"]))}.<br>
 Memory: {e(summary["memory_metric"])}.<br>
-Bound: the least of users ÷ cycle time, slots ÷ service time (Little's law), database
-connections ÷ time each is held, and CPUs ÷ CPU time per request, from each preset's calibration.
+Load: users in a closed loop, each sending its next request when the last is answered; or
+requests/s offered in the open model, started on a schedule whatever the server does, their
+latency counted from each one's scheduled start.<br>
+Bound: the least of users ÷ cycle time (or the rate offered), slots ÷ service time (Little's
+law), database connections ÷ time each is held, and CPUs ÷ CPU time per request, from each
+preset's calibration.
 Efficiency: measured ÷ bound. Busiest worker: its share of the clients' connections, on
 average (keep-alive pins a connection to the worker that accepted it).</p>
 <h2>Runs</h2>
@@ -87,3 +111,7 @@ average (keep-alive pins a connection to the worker that accepted it).</p>
 </body>
 </html>
 """
+
+
+def command_of(preset):
+    return f" <code>{html.escape(preset['command'])}</code>" if preset.get("command") else ""

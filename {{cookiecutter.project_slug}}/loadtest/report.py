@@ -1,58 +1,112 @@
 """Judge what a load test measured; write summary.json, summary.md, summary.png, index.html.
 
 run.py measures (measurements.json, Locust's CSV files); this module judges:
-each run's bound (bounds.py) and efficiency = measured ÷ bound, the
-recommendation (recommendation.py), the chart (chart.py) and the page
-(page.py). It reads only the results folder, so a finished run can be judged
-again, against another latency objective:
+each run's bound (bounds.py) and efficiency = measured ÷ bound, each row's
+capacity (capacity.py), the recommendation (recommendation.py), the sizing for a
+target rate and its Kustomize overlay (target.py, overlay.py), the chart
+(chart.py) and the page (page.py). It reads only the results folder, so a
+finished run can be judged again, against another objective or target, without
+running any load:
 
-    python -m loadtest.report [loadtest-results/latest] [--slo-p99 1s]
+    python -m loadtest.report [loadtest-results/latest] [--slo-p99 1s] [--target-rps 5000]
 """
 
 import json
 from pathlib import Path
 
-from . import chart, page
+from . import chart, overlay, page
 from .bounds import Capacity, Cost, bound
+from .capacity import capacities
 from .generator import LocustError, read_stats
-from .options import OneLineParser, latency
+from .options import OneLineParser, latency, requests_per_second
 from .recommendation import recommend
 from .sampling import GENERATOR_BOUND_CPU
+from .server import PRESETS
 from .sizing import Sizing
 from .table import COLUMNS, cells, describe_machine
+from .target import size_for
 
 
-def write(results, slo_p99_ms=None):
-    """Judge the measurements in `results` and write the four files; the summary, as a dict."""
+def write(results, slo_p99_ms=None, target_rps=None):
+    """Judge the measurements in `results` and write the report files; the summary, as a dict."""
     results = Path(results)
     measurements = json.loads((results / "measurements.json").read_text())
     slo_p99_ms = slo_p99_ms or measurements["options"]["slo_p99_ms"]
+    target_rps = target_rps or measurements["options"].get("target_rps")
     rows = judge(measurements, results)
+    presets = {
+        name: {
+            "sizing": str(Sizing(**preset["sizing"])) if preset["sizing"] else None,
+            "sizing_fields": preset["sizing"],
+            "command": preset.get("command"),
+            "startup_line": preset["startup_line"],
+            "costs": preset["costs"],
+            "error": preset["error"],
+            "log": preset.get("log"),
+        }
+        for name, preset in measurements["presets"].items()
+    }
+    found = capacities(
+        rows,
+        slo_p99_ms,
+        {name: p["sizing_fields"]["cpus"] for name, p in presets.items() if p["sizing_fields"]},
+    )
     summary = {
         "started_at": measurements["started_at"],
         "finished_at": measurements.get("finished_at"),
         "machine": measurements["machine"],
-        "options": {**measurements["options"], "slo_p99_ms": slo_p99_ms},
+        "database": measurements.get("database"),
+        "options": {**measurements["options"], "slo_p99_ms": slo_p99_ms, "target_rps": target_rps},
         "memory_metric": memory_metric(rows),
         "skipped": measurements["skipped"],
-        "presets": {
-            name: {
-                "sizing": str(Sizing(**preset["sizing"])) if preset["sizing"] else None,
-                "startup_line": preset["startup_line"],
-                "costs": preset["costs"],
-                "error": preset["error"],
-                "log": preset.get("log"),
-            }
-            for name, preset in measurements["presets"].items()
-        },
+        "upstream": measurements.get("upstream"),
+        "presets": presets,
         "rows": rows,
+        "capacities": list(found.values()),
     }
-    summary["recommendations"] = recommend(rows, slo_p99_ms)
+    summary["recommendations"] = recommend(rows, slo_p99_ms, found)
+    summary["target"] = target_sizing(summary, found, measurements, results, target_rps)
     (results / "summary.json").write_text(json.dumps(summary, indent=2))
     (results / "summary.md").write_text(markdown(summary))
     chart.draw(summary, results / "summary.png")
     (results / "index.html").write_text(page.render(summary, results / "summary.png"))
     return summary
+
+
+def target_sizing(summary, found, measurements, results, target_rps):
+    """For each scenario, every preset's sizing for `target_rps`; the recommended one's overlay."""
+    if not target_rps:
+        return []
+    sized = []
+    for recommendation in summary["recommendations"]:
+        scenario = recommendation["scenario"]
+        for (preset, each), capacity in found.items():
+            if each != scenario or preset not in PRESETS:
+                continue  # the rows presets are compared with are not for deploying
+            entry = summary["presets"][preset]
+            mix = next(
+                run["mix"]
+                for run in measurements["runs"]
+                if (run["preset"], run["scenario"]) == (preset, scenario) and run.get("mix")
+            )
+            entry = {**entry, "database_seconds_per_request": database_seconds(mix, entry["costs"])}
+            result = size_for(target_rps, capacity, entry, summary["database"])
+            result["recommended"] = preset == recommendation["preset"]
+            if result["recommended"]:
+                path = overlay.write(results, result)
+                result["overlay"] = str(path.relative_to(results)) if path else None
+            sized.append(result)
+    return sized
+
+
+def database_seconds(mix, costs):
+    """Seconds a request of the mix [[weight, name]] holds a database connection, on average."""
+    total = sum(weight for weight, _ in mix)
+    return sum(
+        weight / total * costs[name]["service_s"]
+        for weight, name in mix
+        if costs[name].get("uses_database")
+    )
 
 
 def judge(measurements, results):
@@ -61,15 +115,26 @@ def judge(measurements, results):
     rows = []
     for run in measurements["runs"]:
         preset = measurements["presets"].get(run["preset"], {})
+        model = run.get("model", "closed")
+        rate = run.get("arrival_rate")
         row = {
             "preset": run["preset"],
             "scenario": run["scenario"],
+            "model": model,
             "users": run["users"],
+            "offered_rps": rate,
+            "load": load_text(run["users"], rate),
+            "search_step": run.get("search_step"),
             "sizing": str(Sizing(**preset["sizing"])) if preset.get("sizing") else None,
             "error": run.get("error") or preset.get("error"),
+            "skipped": run.get("skipped"),
             "locust_html": run.get("locust_html"),
         }
         rows.append(row)
+        if row["skipped"]:
+            row["error"] = None
+            row["note"] = row["skipped"]
+            continue
         if row["error"] or not run.get("usage"):
             row["error"] = row["error"] or "not measured: the session was interrupted"
             continue
@@ -82,10 +147,18 @@ def judge(measurements, results):
         sizing = Sizing(**preset["sizing"])
         mix = [(weight, Cost(**preset["costs"][name])) for weight, name in run["mix"]]
         capacity = Capacity(sizing.slots, sizing.database_connections, sizing.cpus)
-        generator_cpu = (usage["generator_cpu"] or 0.0) if shared_cpus else 0.0
+        others_cpu = (usage["generator_cpu"] or 0.0) + (usage.get("upstream_cpu") or 0.0)
         cpu_s_in_run = usage["server_cpu"] / stats.rps if stats.rps else None
-        run_bound = bound(run["users"], mix, capacity, generator_cpu, cpu_s_in_run)
+        run_bound = bound(
+            run["users"],
+            mix,
+            capacity,
+            others_cpu if shared_cpus else 0.0,
+            cpu_s_in_run,
+            offered_rps=rate,
+        )
         generator_bound = (usage["busiest_generator_cpu"] or 0.0) >= GENERATOR_BOUND_CPU
+        notes = ["generator-bound"] if generator_bound else []
         row.update(
             requests=stats.requests,
             rps=stats.rps,
@@ -103,10 +176,30 @@ def judge(measurements, results):
             memory_mib=usage["pss_mib"] or usage["rss_mib"],
             server_cpu=usage["server_cpu"],
             generator_cpu=usage["generator_cpu"],
+            upstream_cpu=usage.get("upstream_cpu"),
             generator_bound=generator_bound,
-            note="generator-bound" if generator_bound else "",
+            watched=usage.get("watched") or {},
         )
+        if model == "open":
+            arrivals = run["arrivals"]
+            row.update(
+                sent_rps=arrivals["sent"] / arrivals["seconds"] if arrivals["seconds"] else 0.0,
+                late=arrivals["late"],
+                unanswered=arrivals["sent"] - arrivals["answered"],
+                max_lag_ms=arrivals["max_lag_ms"],
+            )
+            notes.append(
+                f"open model: {row['sent_rps']:,.0f} req/s sent, {arrivals['late']:,} late, "
+                f"{row['unanswered']:,} unanswered at the end"
+            )
+        row["note"] = ", ".join(notes)
     return rows
+
+
+def load_text(users, rate):
+    if rate is not None:
+        return f"{rate:,g} req/s offered"
+    return f"{users:,} users" if users is not None else ""
 
 
 def memory_metric(rows):
@@ -129,9 +222,16 @@ def markdown(summary):
     ]
     for recommendation in summary["recommendations"]:
         lines.append(f"- **{recommendation['scenario']}**: {recommendation['text']}")
-        lines.append(f"  - {recommendation['baseline']}")
+        lines += [f"  - {text}" for text in recommendation["compared"]]
     for skipped in summary["skipped"]:
         lines.append(f"- **{skipped['scenario']}**: skipped: {skipped['reason']}")
+    if summary["target"]:
+        lines += ["", f"## Sized for {summary['options']['target_rps']:,.0f} requests/s", ""]
+        for sized in summary["target"]:
+            mark = " (recommended)" if sized["recommended"] else ""
+            lines.append(f"- **{sized['scenario']}**, {sized['preset']}{mark}: {sized['text']}")
+            if sized.get("overlay"):
+                lines.append(f"  - Kustomize overlay: `{sized['overlay']}`")
     lines += ["", "## Runs", ""]
     lines.append("| " + " | ".join(heading for heading, _, _ in COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
@@ -139,7 +239,8 @@ def markdown(summary):
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells(row)) + " |")
     lines += ["", "## Presets", ""]
     for name, preset in summary["presets"].items():
-        lines.append(f"- **{name}**: {preset['error'] or preset['sizing']}")
+        command = f" (`{preset['command']}`)" if preset.get("command") else ""
+        lines.append(f"- **{name}**{command}: {preset['error'] or preset['sizing']}")
     return "\n".join(lines) + "\n"
 
 
@@ -159,26 +260,37 @@ def print_summary(console, summary, results):
     console.print("[bold]Recommendation[/bold]")
     for recommendation in summary["recommendations"]:
         console.print(f"  [bold]{recommendation['scenario']}[/bold]: {recommendation['text']}")
-        console.print(f"      {recommendation['baseline']}")
+        for text in recommendation["compared"]:
+            console.print(f"      {text}")
     for skipped in summary["skipped"]:
         console.print(f"  [yellow]{skipped['scenario']}: skipped: {skipped['reason']}")
+    if summary["target"]:
+        console.print(f"[bold]Sized for {summary['options']['target_rps']:,.0f} requests/s[/bold]")
+        for sized in (each for each in summary["target"] if each["recommended"]):
+            console.print(f"  [bold]{sized['scenario']}[/bold]: {sized['text']}")
+            if sized.get("overlay"):
+                console.print(f"      Kustomize overlay: {results / sized['overlay']}")
     console.print(f"Report: {results / 'index.html'}")
 
 
 def main(argv=None):
     parser = OneLineParser(
         prog="python -m loadtest.report",
-        description="Judge a finished load test again, e.g. against another p99 objective.",
+        description="Judge a finished load test again, against another p99 objective or "
+        "target rate, without running any load.",
     )
     parser.add_argument("results", nargs="?", type=Path, default=Path("loadtest-results/latest"))
     parser.add_argument("--slo-p99", type=latency, help="the p99 objective, e.g. 500ms or 1s")
+    parser.add_argument(
+        "--target-rps", type=requests_per_second, help="the rate to size for, e.g. 5000"
+    )
     options = parser.parse_args(argv)
     if not (options.results / "measurements.json").is_file():
         parser.error(f"{options.results} holds no measurements.json: run nox -s loadtest first")
-    from rich.console import Console
+    from .session import console
 
-    summary = write(options.results, options.slo_p99)
-    print_summary(Console(), summary, options.results)
+    summary = write(options.results, options.slo_p99, options.target_rps)
+    print_summary(console, summary, options.results)
 
 
 if __name__ == "__main__":

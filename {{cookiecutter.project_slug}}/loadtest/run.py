@@ -1,13 +1,21 @@
-"""Measure every preset under every scenario and user count: `nox -s loadtest`.
+"""Measure every preset under every scenario and load: `nox -s loadtest`.
 
-For each preset in turn: read its sizing from gunicorn (--print-config), start
-it as a real process against DATABASE_URL, wait for /readyz, calibrate what
-each kind of request costs it, then run Locust once per scenario and user
-count while sampling the server, the generator and the database. Everything
-measured goes to loadtest-results/<timestamp>/measurements.json as it is
-measured; report.py then judges it: bounds, table, chart, page, recommendation.
+For each row in turn (a preset, or a server to compare them with: see
+server.py): read its sizing from gunicorn (--print-config), start it as a real
+process against DATABASE_URL, wait for /readyz, calibrate what each kind of
+request costs it, then run Locust once per scenario and load level while
+sampling the server, the generator and the database. The load levels are the
+user counts asked for, or those a capacity search picks one after the other
+(--capacity, search.py), then the arrival rates of the open model
+(--arrival-rate, open_model.py). Everything measured goes to
+loadtest-results/<timestamp>/measurements.json as it is measured; report.py
+then judges it: bounds, capacities, table, chart, page, recommendation, and
+the sizing for --target-rps.
 
-A preset that fails to start gets its one-line error in the report; the others
+A scenario that calls an upstream (/demo/upstream) gets one: a second server,
+the gevent preset, started once for the session and serving /demo/io.
+
+A row that fails to start gets its one-line error in the report; the others
 still run, and the session then exits non-zero. Ctrl-C (or SIGTERM) stops
 every server and Locust process it started, and exits non-zero.
 
@@ -15,7 +23,9 @@ Without DATABASE_URL, devdb.py finds or brings a PostgreSQL for the session and
 removes it at the end: the first line printed says which.
 """
 
+import contextlib
 import json
+import math
 import os
 import platform
 import sys
@@ -28,14 +38,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import devdb
 
 from . import calibration, generator, report
+from .bounds import Capacity, Cost, bound
 {%- if cookiecutter.include_demo_endpoints %}
 from .demo import DEMO_SCENARIOS
 {%- endif %}
 from .options import parse
 from .results import new_results_dir, now
-from .sampling import tree_cpu_seconds
+from .sampling import Usage, tree_cpu_seconds
 from .scenarios import from_locustfile
-from .server import PROJECT_DIR, SERVER_ENVIRONMENT, ServerError, print_config, running_server
+from .search import Search
+from .server import (
+    PRESETS,
+    PROJECT_DIR,
+    SERVER_ENVIRONMENT,
+    ServerError,
+    print_config,
+    running_server,
+    servers,
+    shown_command,
+    sized_like,
+)
 from .session import Interrupted, console, installed_versions, interrupt_on_sigterm
 from .sizing import Sizing
 
@@ -45,7 +67,24 @@ CALIBRATION_S = 4.0
 # After a run, requests Locust gave up on may still wait in the listen backlog (one
 # sync worker with 500 of them queued: 25 s of /demo/io?ms=50): the next run waits.
 SETTLE_TIMEOUT_S = 120.0
-VERSIONS = ("django", "gunicorn", "gevent", "locust", "psycopg", "psycopg2-binary", "uvloop")
+VERSIONS = (
+    "django",
+    "gunicorn",
+    "gevent",
+    "locust",
+    "psycopg",
+    "psycopg2-binary",
+    "uvloop",
+    "urllib3",
+    "granian",
+)
+# The upstream /demo/upstream calls: the preset made for many waiting requests.
+UPSTREAM_PRESET = "gevent"
+# Runs of a capacity search, guessed for the progress bar until each search ends.
+EXPECTED_SEARCH_STEPS = 5
+# Database connections left free for everyone else when a row without a connection
+# budget (baseline, stock, granian) would open one per request in flight.
+SPARE_DB_CONNECTIONS = 5
 
 
 def main(argv=None):
@@ -58,13 +97,14 @@ def main(argv=None):
 def measure(options):
     os.environ.update(SERVER_ENVIRONMENT)  # the sampler's Django settings match the servers'
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    database, database_version = connect_database()
+    database, database_info = connect_database()
     scenarios, skipped = choose_scenarios(options, database)
     cpus = split_cpus(options.workers)
     results = new_results_dir(RESULTS_DIR)
     measurements = {
         "started_at": now(),
-        "machine": machine(*cpus, database_version),
+        "machine": machine(*cpus, database_info and database_info["version"]),
+        "database": database_info,
         "options": {
             **{key: value for key, value in asdict(options).items() if key != "locustfile"},
             "locustfile": str(options.locustfile) if options.locustfile else None,
@@ -103,12 +143,12 @@ class Session:
         self.measurements = measurements
         self.database = database  # counts this database's connections; None: no PostgreSQL
         self.server_cpus, self.generator_cpus = cpus
-        self.runs = [
-            (preset, scenario, users)
-            for preset in options.presets
-            for scenario in scenarios
-            for users in options.users
-        ]
+        self.rows = servers(options.presets)
+        self.upstream = None
+        self.upstream_error = None
+        per_scenario = (EXPECTED_SEARCH_STEPS if options.capacity else len(options.users)) + len(
+            options.arrival_rates
+        )
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -116,8 +156,13 @@ class Session:
             TimeElapsedColumn(),
             console=console,
         )
-        self.task = self.progress.add_task("starting", total=len(self.runs))
+        total = len(self.rows) * len(scenarios) * per_scenario
+        self.task = self.progress.add_task("starting", total=total)
         self.done = 0
+
+    @property
+    def total(self):
+        return self.progress.tasks[0].total
 
     def save(self):
         path = self.results / "measurements.json"
@@ -126,57 +171,87 @@ class Session:
         partial.replace(path)
 
     def run_all(self):
-        with self.progress:
-            for preset in self.options.presets:
-                self.measure_preset(preset)
+        with self.progress, self.upstream_server():
+            for row in self.rows:
+                self.measure_row(row)
+
+    @contextlib.contextmanager
+    def upstream_server(self):
+        """The server /demo/upstream calls, for the session, if a scenario calls it."""
+        with contextlib.ExitStack() as stack:
+            if any(scenario.uses_upstream for scenario in self.scenarios):
+                self.status("the upstream: starting")
+                log_path = self.results / "server-upstream.log"
+                record = {"preset": UPSTREAM_PRESET, "log": log_path.name, "error": None}
+                self.measurements["upstream"] = record
+                try:
+                    self.upstream = stack.enter_context(
+                        running_server(UPSTREAM_PRESET, log_path, cpus=self.server_cpus)
+                    )
+                    record["url"] = self.upstream.url
+                except ServerError as exc:
+                    record["error"] = self.upstream_error = f"the upstream did not start: {exc}"
+                    self.progress.console.print(f"[red]{self.upstream_error}")
+            yield
 
     def status(self, text):
-        number = min(self.done + 1, len(self.runs))
-        self.progress.update(self.task, description=f"run {number}/{len(self.runs)} {text}")
+        number = min(self.done + 1, self.total)
+        self.progress.update(self.task, description=f"run {number}/{self.total:.0f} {text}")
 
-    def measure_preset(self, preset):
+    def advance(self, planned=1, done=1):
+        """`done` runs finished of `planned`: the bar's total follows what really ran."""
+        self.done += done
+        self.progress.update(self.task, total=self.total - planned + done, completed=self.done)
+
+    def measure_row(self, row):
         record = {"sizing": None, "startup_line": None, "costs": {}, "error": None}
-        self.measurements["presets"][preset] = record
-        log_path = self.results / f"server-{preset}.log"
+        self.measurements["presets"][row] = record
+        log_path = self.results / f"server-{row}.log"
         record["log"] = log_path.name
-        self.status(f"{preset}: starting")
+        self.status(f"{row}: starting")
+        extra_env = {"DJANGO_DEMO_UPSTREAM_URL": self.upstream.url} if self.upstream else {}
         try:
             sizing = Sizing.from_print_config(
-                print_config(preset, self.server_cpus), self.server_cpus
+                print_config(sized_like(row) or row, self.server_cpus), self.server_cpus
             )
-            with running_server(preset, log_path, cpus=self.server_cpus) as server:
+            if row not in PRESETS and sized_like(row):
+                sizing = sizing.like(row)
+            record["command"] = shown_command(row, sizing)
+            with running_server(
+                row, log_path, cpus=self.server_cpus, extra_env=extra_env, sizing=sizing
+            ) as server:
                 record["startup_line"] = server.startup_line()
                 sizing = sizing.with_startup_line(record["startup_line"])
                 record["sizing"] = asdict(sizing)
                 self.save()
-                record["costs"] = self.calibrate(preset, server)
+                record["costs"] = self.calibrate(row, server)
                 for scenario in self.scenarios:
-                    for users in self.options.users:
-                        self.measure_run(preset, scenario, users, server)
-                        self.settle(server)
+                    self.measure_scenario(row, scenario, server, sizing)
         except (ServerError, calibration.CalibrationError, generator.LocustError) as exc:
             record["error"] = str(exc)
-            self.progress.console.print(f"[red]{preset}: {exc}")
-            self.skip_remaining_runs(preset, str(exc))
+            self.progress.console.print(f"[red]{row}: {exc}")
+            self.skip_runs(row, self.scenarios, str(exc))
         self.save()
 
-    def calibrate(self, preset, server):
+    def calibrate(self, row, server):
         costs = {}
         for scenario in self.scenarios:
 {%- if cookiecutter.include_demo_endpoints %}
+            if scenario.uses_upstream and self.upstream is None:
+                continue
             for request in scenario.requests:
                 if request.name not in costs:
-                    self.status(f"{preset}: calibrating {request.calibration_path}")
+                    self.status(f"{row}: calibrating {request.calibration_path}")
                     costs[request.name] = asdict(calibration.calibrate_request(server, request))
             if scenario.requests:
                 continue
 {%- endif %}
-            self.status(f"{preset} {scenario.name}: calibrating with one user")
-            costs[scenario.name] = asdict(self.calibrate_locustfile(preset, scenario, server))
+            self.status(f"{row} {scenario.name}: calibrating with one user")
+            costs[scenario.name] = asdict(self.calibrate_locustfile(row, scenario, server))
         return costs
 
-    def calibrate_locustfile(self, preset, scenario, server):
-        prefix = self.results / f"{preset}-{scenario.name}-calibration"
+    def calibrate_locustfile(self, row, scenario, server):
+        prefix = self.results / f"{row}-{scenario.name}-calibration"
         cpu_before = tree_cpu_seconds(server.process.pid)
         stats, _ = generator.run(
             scenario, server, CALIBRATION_USERS, CALIBRATION_S, prefix, cpus=self.generator_cpus
@@ -184,25 +259,73 @@ class Session:
         cpu_s = tree_cpu_seconds(server.process.pid) - cpu_before
         return calibration.cost_from_locust_run(scenario.name, stats, cpu_s)
 
-    def measure_run(self, preset, scenario, users, server):
-        name = f"{preset}-{scenario.name}-{users}"
+    def measure_scenario(self, row, scenario, server, sizing):
+        """The scenario's closed-loop levels (given, or searched), then its arrival rates."""
+        if scenario.uses_upstream and self.upstream_error:
+            self.skip_runs(row, [scenario], self.upstream_error)
+            return
+        if self.options.capacity:
+            self.search_capacity(row, scenario, server, sizing)
+        else:
+            for users in self.options.users:
+                self.measure_run(row, scenario, server, sizing, users=users)
+                self.advance()
+        for rate in self.options.arrival_rates:
+            self.measure_run(row, scenario, server, sizing, rate=rate)
+            self.advance()
+
+    def search_capacity(self, row, scenario, server, sizing):
+        costs = self.measurements["presets"][row]["costs"]
+        mix = [(weight, Cost(**costs[name])) for weight, name in mix_of(scenario)]
+        capacity = Capacity(sizing.slots, sizing.database_connections, sizing.cpus)
+        limit = bound(math.inf, mix, capacity)
+        cycle_s = sum(weight * cost.cycle_s for weight, cost in mix) / sum(w for w, _ in mix)
+        saturating = limit.rps * cycle_s if limit.rps else math.inf
+        search = Search.from_prediction(saturating, quick=self.options.quick)
+        runs = 0
+        while (users := search.next_users()) is not None:
+            run = self.measure_run(
+                row, scenario, server, sizing, users=users, step=len(search.levels) + 1
+            )
+            runs += 1
+            self.advance(planned=1 if runs <= EXPECTED_SEARCH_STEPS else 0)
+            stats = run.get("stats")
+            if run["error"] or stats is None:
+                break
+            search.record(
+                users,
+                passed=stats["failures"] == 0 and stats["p99_ms"] <= self.options.slo_p99_ms,
+                rps=stats["rps"],
+                generator_bound=Usage(**run["usage"]).generator_bound,
+            )
+        if runs < EXPECTED_SEARCH_STEPS:
+            self.advance(planned=EXPECTED_SEARCH_STEPS - runs, done=0)
+
+    def measure_run(self, row, scenario, server, sizing, users=None, rate=None, step=None):
+        load = f"{users}" if rate is None else f"{rate:g}rps"
+        name = f"{row}-{scenario.name}-{load}"
         run = {
-            "preset": preset,
+            "preset": row,
             "scenario": scenario.name,
+            "model": "closed" if rate is None else "open",
             "users": users,
-{%- if cookiecutter.include_demo_endpoints %}
-            "mix": [[request.weight, request.name] for request in scenario.requests]
-            or [[1, scenario.name]],
-{%- else %}
-            "mix": [[1, scenario.name]],
-{%- endif %}
+            "arrival_rate": rate,
+            "search_step": step,
+            "mix": mix_of(scenario),
             "stats_csv": f"{name}_stats.csv",
             "locust_html": f"{name}.html",
             "locust_log": f"{name}.locust.log",
             "usage": None,
             "error": None,
+            "skipped": None,
         }
         self.measurements["runs"].append(run)
+        shown = f"{users} users" if rate is None else f"{rate:,g} req/s offered"
+        run["skipped"] = self.reason_to_skip(scenario, sizing, users)
+        if run["skipped"]:
+            self.progress.console.print(f"[yellow]{row} {scenario.name} {shown}: {run['skipped']}")
+            self.save()
+            return run
         started = time.monotonic()
         last = {"at": started, "requests": 0}
 
@@ -214,7 +337,7 @@ class Session:
                 rps = 0.0
             last.update(at=now_, requests=requests)
             state = progress.get("state", "starting")
-            self.status(f"{preset} {scenario.name} {users} users: {state}, {rps:,.0f} req/s")
+            self.status(f"{row} {scenario.name} {shown}: {state}, {rps:,.0f} req/s")
 
         try:
             stats, usage = generator.run(
@@ -227,32 +350,78 @@ class Session:
                 cpus=self.generator_cpus,
                 count_db_connections=self.database,
                 on_progress=show,
+                arrival_rate=rate,
+                upstream=self.upstream if scenario.uses_upstream else None,
+                watchers=self.watchers(server),
             )
+            if not stats.requests:
+                raise generator.LocustError(
+                    "no request was measured: the run was too short for this machine's load; "
+                    "lengthen --duration"
+                )
             run["usage"] = asdict(usage)
+            run["stats"] = asdict(stats)
+            if rate is not None:
+                run["arrivals"] = generator.read_arrivals(self.results / name)
             self.progress.console.print(
-                f"{preset} {scenario.name} {users} users: {stats.rps:,.0f} req/s, "
+                f"{row} {scenario.name} {shown}: {stats.rps:,.0f} req/s, "
                 f"p99 {stats.p99_ms:,.0f} ms, {stats.failures} failed"
             )
         except generator.LocustError as exc:
             run["error"] = str(exc)
             self.progress.console.print(f"[red]{name}: {exc}")
-        self.done += 1
-        self.progress.advance(self.task)
         self.save()
+        self.settle(server)
+        return run
 
-    def skip_remaining_runs(self, preset, error):
+    def watchers(self, server):
+        """More samplers of `server` for each run (sampling.Watcher): none yet."""
+        return ()
+
+    def reason_to_skip(self, scenario, sizing, users):
+        """Why a run of a row with no connection budget would crowd PostgreSQL out; None if not."""
+        if (
+            self.database is None
+            or sizing.database_connections is not None
+            or not scenario.uses_database
+        ):
+            return None
+        possible = min(users or math.inf, sizing.slots or math.inf)
+        free = self.database.free() - SPARE_DB_CONNECTIONS
+        if possible <= free:
+            return None
+        upto = "one per request in flight" if math.isinf(possible) else f"up to {possible:,}"
+        return (
+            f"not run: with no connection budget it would open {upto} database connections, "
+            f"and PostgreSQL has {free + SPARE_DB_CONNECTIONS} free"
+        )
+
+    def skip_runs(self, row, scenarios, error):
+        """A row with `error` for each run of `scenarios` not measured yet."""
         measured = {
-            (run["scenario"], run["users"])
+            (run["scenario"], run["users"], run["arrival_rate"])
             for run in self.measurements["runs"]
-            if run["preset"] == preset
+            if run["preset"] == row
         }
-        for _, scenario, users in (run for run in self.runs if run[0] == preset):
-            if (scenario.name, users) not in measured:
+        users = (None,) if self.options.capacity else self.options.users
+        for scenario in scenarios:
+            planned = [(u, None) for u in users] + [(None, r) for r in self.options.arrival_rates]
+            for users_, rate in planned:
+                if (scenario.name, users_, rate) in measured:
+                    continue
                 self.measurements["runs"].append(
-                    {"preset": preset, "scenario": scenario.name, "users": users, "error": error}
+                    {
+                        "preset": row,
+                        "scenario": scenario.name,
+                        "model": "closed" if rate is None else "open",
+                        "users": users_,
+                        "arrival_rate": rate,
+                        "error": error,
+                    }
                 )
-                self.done += 1
-                self.progress.advance(self.task)
+                self.advance(
+                    planned=EXPECTED_SEARCH_STEPS if users_ is None and rate is None else 1
+                )
 
     def settle(self, server):
         """Wait until /healthz answers: requests Locust left behind have been served."""
@@ -265,8 +434,18 @@ class Session:
         time.sleep(0.5)  # connections closing, the database's too
 
 
+def mix_of(scenario):
+    """[[weight, request name]]: what a run of `scenario` sends, by the names of its costs."""
+{%- if cookiecutter.include_demo_endpoints %}
+    return [[request.weight, request.name] for request in scenario.requests] or [[1, scenario.name]]
+{%- else %}
+    return [[1, scenario.name]]
+{%- endif %}
+
+
 def connect_database():
-    """A counter of this database's connections, and PostgreSQL's version; (None, None) without.
+    """A counter of this database's connections, and what the server says of itself
+    (version, max_connections, superuser_reserved_connections); (None, None) without.
 
     Exits with one line if the settings are bad or DATABASE_URL's server does not answer.
     """
@@ -285,8 +464,12 @@ def connect_database():
         return None, None
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            version = cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT current_setting('server_version'),"
+                " current_setting('max_connections')::int,"
+                " current_setting('superuser_reserved_connections')::int"
+            )
+            version, max_connections, reserved = cursor.fetchone()
     except DatabaseError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         host = settings.DATABASES["default"].get("HOST") or "localhost"
@@ -296,7 +479,11 @@ def connect_database():
         )
     finally:
         connection.close()
-    return DatabaseConnections(), f"PostgreSQL {version}"
+    return DatabaseConnections(), {
+        "version": f"PostgreSQL {version}",
+        "max_connections": max_connections,
+        "superuser_reserved_connections": reserved,
+    }
 
 
 def choose_scenarios(options, database):

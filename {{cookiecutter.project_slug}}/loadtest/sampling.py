@@ -15,16 +15,22 @@
   accepted it, and workers accept unevenly: a worker with most of the
   connections, and only its share of the database pool, caps a whole preset.
 
+- The CPU of the upstream the scenario calls, if any (/demo/upstream): on
+  shared CPUs, it is not the server's to use either.
+
 Sampling starts when Locust reports every user running, and stops when it
 stops running: start-up and ramp-up are not measured, as Locust's own numbers
-(--reset-stats) are not.
+(--reset-stats) are not. Other samplers of the server (a Watcher each: its
+metrics endpoint, say) are started and stopped with the same window, and what
+they return goes into the run's measurements under their name.
 """
 
 import contextlib
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import psutil
 
@@ -88,20 +94,44 @@ class Usage:
     pss_mib: float | None = None
     peak_db_connections: int | None = None
     busiest_worker_share: float | None = None  # of the clients' connections; None: 1 worker
+    upstream_cpu: float | None = None  # cores: the upstream's, when the scenario calls one
+    watched: dict = field(default_factory=dict)  # {watcher's name: what it returned}
 
     @property
     def generator_bound(self):
         return (self.busiest_generator_cpu or 0) >= GENERATOR_BOUND_CPU
 
 
+class Watcher(Protocol):
+    """Something else to sample the server with over a run's measured window."""
+
+    name: str
+
+    def sample(self, server):
+        """Called every INTERVAL_S while every user runs."""
+
+    def result(self):
+        """What it found, JSON-serialisable: stored in the run's usage under `name`."""
+
+
 class Sampler:
     """Samples in a thread while Locust's progress file says its users are running."""
 
-    def __init__(self, server, generator_pid, progress_path, count_db_connections=None):
+    def __init__(
+        self,
+        server,
+        generator_pid,
+        progress_path,
+        count_db_connections=None,
+        upstream=None,
+        watchers=(),
+    ):
         self.server = server
         self.generator_pid = generator_pid
         self.progress_path = progress_path
         self.count_db_connections = count_db_connections
+        self.upstream = upstream
+        self.watchers = watchers
         self.usage = Usage()
         self.progress = {}
         self._worker_shares = []
@@ -140,6 +170,7 @@ class Sampler:
                 self.count_db_connections.close()
         if first is not None and last is not first:
             self._rates(first, last)
+        self.usage.watched = {watcher.name: watcher.result() for watcher in self.watchers}
         if self._worker_shares:
             self.usage.busiest_worker_share = sum(self._worker_shares) / len(self._worker_shares)
 
@@ -156,10 +187,13 @@ class Sampler:
         if self._snapshots % WORKER_SHARE_EVERY == 0:
             self._sample_worker_shares(server[1:])
         self._snapshots += 1
+        for watcher in self.watchers:
+            watcher.sample(self.server)
         generator = cpu_seconds(process_tree(self.generator_pid))
         if not generator:
             return None
-        return time.monotonic(), cpu_seconds(server), generator
+        upstream = cpu_seconds(process_tree(self.upstream.process.pid)) if self.upstream else {}
+        return time.monotonic(), cpu_seconds(server), generator, upstream
 
     def _sample_worker_shares(self, workers):
         """The busiest worker's share of the established client connections, now."""
@@ -191,6 +225,8 @@ class Sampler:
         }
         self.usage.generator_cpu = sum(generator.values())
         self.usage.busiest_generator_cpu = max(generator.values(), default=0.0)
+        if self.upstream is not None:
+            self.usage.upstream_cpu = (sum(last[3].values()) - sum(first[3].values())) / seconds
 
 
 class DatabaseConnections:
@@ -200,12 +236,25 @@ class DatabaseConnections:
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE datname = current_database() AND application_name = %s"
     )
+    # Connections a client without superuser rights may still open on the whole server.
+    FREE = (
+        "SELECT current_setting('max_connections')::int"
+        " - current_setting('superuser_reserved_connections')::int"
+        " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+    )
 
     def __call__(self, application_name):
         from django.db import connection
 
         with connection.cursor() as cursor:
             cursor.execute(self.QUERY, [application_name])
+            return cursor.fetchone()[0]
+
+    def free(self):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(self.FREE)
             return cursor.fetchone()[0]
 
     def close(self):

@@ -20,6 +20,7 @@ class Request:
     wait_ms: float  # time spent waiting, not computing: a sleep, or pg_sleep in PostgreSQL
     calibration_path: str  # the same work without the wait: its time and CPU are measured
     uses_database: bool = False  # holds a database connection while it waits
+    uses_upstream: bool = False  # calls the upstream the session starts (/demo/upstream)
 {%- endif %}
 
 
@@ -29,6 +30,14 @@ class Scenario:
     description: str
     locustfile: Path
     user_class: str | None = None  # None: every user class of the file
+{%- if not cookiecutter.include_demo_endpoints %}
+    # A Locust file's requests are unknown here: the session assumes they need neither.
+    uses_database = False
+    uses_upstream = False
+{%- endif %}
+{%- if cookiecutter.include_demo_endpoints %}
+    arrival_class: str | None = None  # the same requests in the open model (open_model.py)
+{%- endif %}
 {%- if cookiecutter.include_demo_endpoints %}
     # Empty for a Locust file of yours: its requests are unknown here, so its costs are
     # measured by running it with one user (see calibration.py).
@@ -37,6 +46,10 @@ class Scenario:
     @property
     def uses_database(self):
         return any(request.uses_database for request in self.requests)
+
+    @property
+    def uses_upstream(self):
+        return any(request.uses_upstream for request in self.requests)
 {%- endif %}
 
 

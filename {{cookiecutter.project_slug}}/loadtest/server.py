@@ -1,11 +1,22 @@
-"""Start a gunicorn preset (or the baseline) as a real process, wait until it serves, stop it.
+"""Start a server the load test measures as a real process, wait until it serves, stop it.
 
-One way to start every server the load test measures: `python -m config.gunicorn`,
-as the Dockerfile and Procfile do, bound to 127.0.0.1 only.
-The baseline is plain `gunicorn config.wsgi:application`: gunicorn's defaults
-(one sync worker), what a service gets without a preset.
+Every row of the report is one server, bound to 127.0.0.1 only:
+
+- a preset (sync, gthread, gevent, asgi): `python -m config.gunicorn`, as the
+  Dockerfile and Procfile start it;
+- baseline: plain `gunicorn config.wsgi:application`, gunicorn's defaults (one
+  sync worker): what a service gets without a preset;
+- stock-<preset>: the preset's worker class and worker count (and threads, for
+  gthread), gunicorn's defaults otherwise, e.g. `gunicorn -k gevent -w 2
+  config.wsgi:application`: what the preset adds, or costs, over stock gunicorn;
+- granian: `granian --interface wsgi`, a server written in Rust, sized like the
+  gthread preset (its workers, its threads as blocking threads): what the fastest
+  Python server gives on this machine (the `granian` extra).
+
+`--presets stock` adds the stock row of each preset asked for (of all four if none is).
 """
 
+import importlib.util
 import os
 import re
 import shutil
@@ -24,8 +35,13 @@ from . import processes
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PRESETS = ("sync", "gthread", "gevent", "asgi")
 BASELINE = "baseline"
-# Variables gunicorn reads itself: the baseline runs with gunicorn's defaults, whatever the shell.
-GUNICORN_OWN_VARIABLES = ("WEB_CONCURRENCY", "GUNICORN_CMD_ARGS")
+STOCK = "stock"
+GRANIAN = "granian"
+COMPARISONS = (BASELINE, STOCK, GRANIAN)  # rows that show what the presets are worth
+STOCK_PREFIX = f"{STOCK}-"
+# Variables the servers read themselves: the comparison rows run with their own defaults,
+# whatever the shell exports.
+OWN_VARIABLES = ("WEB_CONCURRENCY", "GUNICORN_CMD_ARGS")
 READY_TIMEOUT = 60.0
 
 # Production settings, plus what a load test on this machine needs.
@@ -50,39 +66,98 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def command(preset, port):
-    """The command line that serves `preset` on 127.0.0.1:`port`."""
-    bind = ["--bind", f"127.0.0.1:{port}"]
-    if preset == BASELINE:
-        gunicorn = shutil.which("gunicorn", path=Path(sys.executable).parent) or "gunicorn"
-        return [gunicorn, "config.wsgi:application", *bind]
+def granian_installed():
+    return importlib.util.find_spec("granian") is not None
+
+
+def servers(selected):
+    """The rows to run for the --presets `selected`, in order: each stock row after its preset."""
+    presets = [name for name in selected if name in PRESETS]
+    rows = []
+    for preset in presets or (PRESETS if STOCK in selected else ()):
+        if preset in selected:
+            rows.append(preset)
+        if STOCK in selected:
+            rows.append(STOCK_PREFIX + preset)
+    return rows + [name for name in (BASELINE, GRANIAN) if name in selected]
+
+
+def stock_of(row):
+    """The preset a stock row copies the sizing of; None for any other row."""
+    return row.removeprefix(STOCK_PREFIX) if row.startswith(STOCK_PREFIX) else None
+
+
+def sized_like(row):
+    """The preset whose sizing (from --print-config) the row needs, if any."""
+    return stock_of(row) or ("gthread" if row == GRANIAN else row if row in PRESETS else None)
+
+
+def executable(name):
+    """`name` installed next to this Python, else the first one on PATH."""
+    return shutil.which(name, path=Path(sys.executable).parent) or shutil.which(name) or name
+
+
+def command(row, port, sizing=None):
+    """The command line that serves `row` on 127.0.0.1:`port` (None: no address, to show it).
+
+    `sizing` (sizing.Sizing): the workers and threads of the stock and granian rows. Plain
+    gunicorn runs without its control socket, whose default path ($HOME/.gunicorn/gunicorn.ctl)
+    is shared by every gunicorn of the user: the first to stop would delete another's.
+    It serves no request, so the rows still measure gunicorn's defaults.
+    """
+    bind = ["--bind", f"127.0.0.1:{port}"] if port else []
+    plain = [*bind, "--no-control-socket"] if port else []  # plain gunicorn's
+    if row == BASELINE:
+        return [executable("gunicorn"), "config.wsgi:application", *plain]
+    if row == GRANIAN:
+        address = ["--host", "127.0.0.1", "--port", str(port)] if port else []
+        return [
+            executable("granian"),
+            *("--interface", "wsgi", *address),
+            *("--workers", str(sizing.workers), "--blocking-threads", str(sizing.threads)),
+            "config.wsgi:application",
+        ]
+    if stock_of(row):
+        model = sizing.worker_class
+        threads = ["--threads", str(sizing.threads)] if model == "gthread" else []
+        application = "config.asgi:application" if model == "asgi" else "config.wsgi:application"
+        workers = ["-k", model, "-w", str(sizing.workers), *threads]
+        return [executable("gunicorn"), *workers, application, *plain]
     return [sys.executable, "-m", "config.gunicorn", *bind]
 
 
-def application_name(preset, port):
+def shown_command(row, sizing=None):
+    """The command of `row` as a person types it: `gunicorn -k gevent -w 2 config.wsgi:...`."""
+    if row in PRESETS:
+        return f"GUNICORN_PRESET={row} python -m config.gunicorn"
+    program, *args = command(row, None, sizing)
+    return " ".join([Path(program).name, *args])
+
+
+def application_name(row, port):
     """The server's name in pg_stat_activity (libpq reads PGAPPNAME), to count its connections."""
-    return f"loadtest-{preset}-{port}"
+    return f"loadtest-{row}-{port}"
 
 
-def environment(preset, port, extra=None):
+def environment(row, port, extra=None):
     env = {
         **os.environ,
         **SERVER_ENVIRONMENT,
         "PORT": str(port),
-        "PGAPPNAME": application_name(preset, port),
+        "PGAPPNAME": application_name(row, port),
         **(extra or {}),
     }
-    if preset == BASELINE:
-        for name in GUNICORN_OWN_VARIABLES:
-            env.pop(name, None)
-    else:
-        env["GUNICORN_PRESET"] = preset
+    if row in PRESETS:
+        env["GUNICORN_PRESET"] = row
+        return env
+    for name in [*OWN_VARIABLES, *(name for name in env if name.startswith("GRANIAN_"))]:
+        env.pop(name, None)
     return env
 
 
 @dataclass
 class Server:
-    preset: str
+    preset: str  # the row: a preset, baseline, stock-<preset> or granian
     port: int
     process: object  # subprocess.Popen of the gunicorn master
     log_path: Path
@@ -126,13 +201,16 @@ def last_line(log):
 
 
 @contextmanager
-def running_server(preset, log_path, cpus=None, extra_env=None):
-    """Yield a Server for `preset` on a free local port once it is ready; stop it afterwards."""
+def running_server(preset, log_path, cpus=None, extra_env=None, sizing=None):
+    """Yield a Server for the row `preset` on a free local port once it is ready; stop it after.
+
+    `sizing` (sizing.Sizing): what the stock and granian rows are started with.
+    """
     port = free_port()
     with (
         open(log_path, "w") as log,
         processes.running(
-            command(preset, port),
+            command(preset, port, sizing),
             env=environment(preset, port, extra_env),
             cwd=PROJECT_DIR,
             cpus=cpus,

@@ -3,8 +3,9 @@
 gunicorn's `--print-config` gives the worker class, workers, threads and
 worker_connections after the preset, the environment and any gunicorn option
 have had their say. The database connections the preset may open come from its
-start-up line ("database: ..., 40 at most"); the baseline has no such line and
-opens at most one connection per request in flight.
+start-up line ("database: ..., 40 at most"); the baseline, stock and granian rows
+have no such line and open at most one connection per request in flight.
+The stock and granian rows are sized from a preset's --print-config (`like`).
 """
 
 import re
@@ -14,10 +15,12 @@ from config.gunicorn import sizing as rules
 from config.gunicorn.cpu import cpu_budget
 from config.gunicorn.workers import model_of
 
+from .server import GRANIAN
+
 
 @dataclass(frozen=True)
 class Sizing:
-    worker_class: str  # the worker model: sync, gthread, gevent or asgi
+    worker_class: str  # the worker model: sync, gthread, gevent, asgi; or granian
     workers: int
     threads: int
     worker_connections: int
@@ -34,6 +37,12 @@ class Sizing:
             cpus=cpu_budget(affinity=len(server_cpus) if server_cpus else None).cpus,
         )
 
+    def like(self, row):
+        """The sizing of the row `row` sized like this preset: stock keeps it, granian runs
+        its workers with as many blocking threads; neither has a connection budget."""
+        model = GRANIAN if row == GRANIAN else self.worker_class
+        return type(self)(**{**asdict(self), "worker_class": model, "database_connections": None})
+
     def with_startup_line(self, line):
         """The sizing, with the database connections the preset's start-up line reports."""
         match = re.search(r"database: [^;]*?(\d+) at most", line or "")
@@ -44,6 +53,8 @@ class Sizing:
     @property
     def slots(self):
         """Requests the workers run at once; None: no limit (the asgi worker has none)."""
+        if self.worker_class == GRANIAN:
+            return self.workers * self.threads
         per_worker = rules.Sizing(
             self.worker_class, self.workers, "", self.threads, self.worker_connections
         ).concurrency
@@ -53,6 +64,7 @@ class Sizing:
         each = {
             "gthread": f" x {self.threads} threads",
             "gevent": f" x {self.worker_connections} connections",
+            GRANIAN: f" x {self.threads} blocking threads",
         }.get(self.worker_class, "")
         text = f"{self.workers} {self.worker_class} worker{'s' if self.workers > 1 else ''}{each}"
         if self.database_connections is not None:

@@ -14,7 +14,17 @@ import devdb
 
 from .server import PRESETS, ServerError, running_server
 
-PATHS = ("/healthz", "/readyz", "/demo/io?ms=50", "/demo/db?ms=50", "/demo/cpu")
+PATHS = (
+    "/healthz",
+    "/readyz",
+    "/demo/io?ms=50",
+    "/demo/io-async?ms=50",
+    "/demo/db?ms=50",
+    "/demo/cpu",
+    "/demo/upstream?ms=50",
+)
+# What /demo/upstream calls, as in the load test.
+UPSTREAM_PRESET = "gevent"
 
 
 def call(url):
@@ -41,17 +51,20 @@ def smoke():
     output = Path("loadtest-results")
     output.mkdir(exist_ok=True)
     failures = 0
-    print(f"{'preset':<8} {'path':<16} {'status':>6} {'ms':>8}")
-    for preset in PRESETS:
-        try:
-            with running_server(preset, output / f"smoke-{preset}.log") as server:
-                for path in PATHS:
-                    status, elapsed_ms = call(server.url + path)
-                    failures += status != 200
-                    print(f"{preset:<8} {path:<16} {status!s:>6} {elapsed_ms:8.1f}", flush=True)
-        except ServerError as exc:
-            failures += 1
-            print(f"{preset:<8} did not start: {exc}", flush=True)
+    print(f"{'preset':<8} {'path':<22} {'status':>6} {'ms':>8}")
+    with running_server(UPSTREAM_PRESET, output / "smoke-upstream.log") as upstream:
+        upstream_env = {"DJANGO_DEMO_UPSTREAM_URL": upstream.url}
+        for preset in PRESETS:
+            try:
+                log = output / f"smoke-{preset}.log"
+                with running_server(preset, log, extra_env=upstream_env) as server:
+                    for path in PATHS:
+                        status, elapsed_ms = call(server.url + path)
+                        failures += status != 200
+                        print(f"{preset:<8} {path:<22} {status!s:>6} {elapsed_ms:8.1f}", flush=True)
+            except ServerError as exc:
+                failures += 1
+                print(f"{preset:<8} did not start: {exc}", flush=True)
     return failures
 
 

@@ -4,7 +4,7 @@
 COLUMNS = (
     ("preset", "preset", "{}"),
     ("scenario", "scenario", "{}"),
-    ("users", "users", "{}"),
+    ("load", "load", "{}"),  # users (closed loop) or the rate offered (open model)
     ("req/s", "rps", "{:,.0f}"),
     ("p50 ms", "p50_ms", "{:,.0f}"),
     ("p95 ms", "p95_ms", "{:,.0f}"),
@@ -24,12 +24,9 @@ COLUMNS = (
 
 def cells(row):
     """The row's table cells, as text."""
-    if row["error"]:
-        return (
-            [str(row[key]) for _, key, _ in COLUMNS[:3]]
-            + [""] * (len(COLUMNS) - 4)
-            + [f"error: {row['error']}"]
-        )
+    if row["error"] or row.get("skipped"):
+        note = f"error: {row['error']}" if row["error"] else row["skipped"]
+        return [str(row[key]) for _, key, _ in COLUMNS[:3]] + [""] * (len(COLUMNS) - 4) + [note]
     return [
         "" if row.get(key) is None else template.format(row[key]) for _, key, template in COLUMNS
     ]

@@ -8,6 +8,7 @@ import pytest
 
 from loadtest.options import ALL_PRESETS, DEFAULT_USERS, QUICK_USERS, parse
 from loadtest.run import split_cpus
+from loadtest.server import granian_installed, servers
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -15,17 +16,54 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 def test_defaults_run_every_preset_at_every_user_count(tmp_path):
 {%- if cookiecutter.include_demo_endpoints %}
     options = parse([])
-    assert options.scenarios == ("io", "db", "cpu", "mixed")
+    assert options.scenarios == ("io", "io-async", "db", "cpu", "upstream", "mixed")
 {%- else %}
     locustfile = tmp_path / "checkout.py"
     locustfile.write_text("")
     options = parse(["--locustfile", str(locustfile)])
 {%- endif %}
-    assert options.presets == ALL_PRESETS == ("sync", "gthread", "gevent", "asgi", "baseline")
+    rows = ("sync", "gthread", "gevent", "asgi", "baseline", "stock", "granian")
+    assert rows == ALL_PRESETS
+    assert options.presets == tuple(row for row in rows if row != "granian" or granian_installed())
     assert options.users == DEFAULT_USERS
     assert options.duration_s == 15
     assert options.slo_p99_ms == 500
     assert options.workers == 0
+    assert (options.capacity, options.arrival_rates, options.target_rps) == (False, (), None)
+
+
+def test_stock_rows_follow_their_presets_and_the_comparisons_come_last():
+    assert servers(("gevent", "sync", "stock", "baseline")) == [
+        "gevent",
+        "stock-gevent",
+        "sync",
+        "stock-sync",
+        "baseline",
+    ]
+    assert servers(("stock",)) == [
+        f"stock-{preset}" for preset in ("sync", "gthread", "gevent", "asgi")
+    ]
+    assert servers(("granian", "asgi")) == ["asgi", "granian"]
+
+
+def test_capacity_runs_shorter_steps_and_picks_its_own_user_counts(tmp_path):
+    locustfile = tmp_path / "checkout.py"
+    locustfile.write_text("")
+    options = parse(["--capacity", "--locustfile", str(locustfile)])
+    assert options.capacity
+    assert options.users == ()
+    assert options.duration_s == 5
+    assert parse(["--capacity", "--quick", "--locustfile", str(locustfile)]).duration_s == 3
+{%- if cookiecutter.include_demo_endpoints %}
+
+
+def test_arrival_rates_alone_run_the_open_model_only_and_with_users_both():
+    only = parse(["--arrival-rate", "800,200,400"])
+    assert only.arrival_rates == (200, 400, 800)
+    assert only.users == ()
+    both = parse(["--arrival-rate", "200", "--users", "20", "--target-rps", "5000"])
+    assert (both.users, both.arrival_rates, both.target_rps) == ((20,), (200,), 5000)
+{%- endif %}
 
 
 def test_quick_is_one_user_count_and_a_short_run(tmp_path):
@@ -80,6 +118,10 @@ BAD_VALUES = {
     "latency": (["--slo-p99", "fast"], "argument --slo-p99: 'fast' is not a latency"),
     "workers": (["--workers", "many"], "argument --workers: 'many' is not a number"),
     "locustfile": (["--locustfile", "missing.py"], "argument --locustfile: 'missing.py': no such"),
+    "rate": (["--arrival-rate", "fast"], "argument --arrival-rate: 'fast' is not a list of"),
+    "no rate": (["--arrival-rate", "0"], "argument --arrival-rate: '0' is not a list of arrival"),
+    "target": (["--target-rps", "-5"], "argument --target-rps: '-5' is not a rate"),
+    "capacity": (["--capacity", "--users", "10"], "argument --users: --capacity searches"),
 {%- if cookiecutter.include_demo_endpoints %}
     "scenarios": (["--scenarios", "io,disk"], "argument --scenarios: 'disk' is not a scenario"),
 {%- endif %}
@@ -97,6 +139,14 @@ def test_a_bad_value_is_one_line_before_anything_starts(argv, expected):
     assert lines[0].startswith(f"loadtest: {expected}"), lines[0]
     assert results_folders() == before
 {%- if not cookiecutter.include_demo_endpoints %}
+
+
+def test_without_demo_endpoints_there_is_no_open_model(tmp_path):
+    locustfile = tmp_path / "checkout.py"
+    locustfile.write_text("")
+    result = run_loadtest("--arrival-rate", "100", "--locustfile", str(locustfile))
+    assert result.returncode == 2
+    assert result.stderr.startswith("loadtest: argument --arrival-rate: the open model runs")
 
 
 def test_without_demo_endpoints_a_locust_file_of_yours_is_needed():

@@ -1,9 +1,10 @@
-"""The load test's judgement, on measurements recorded from a real run (tests/data/loadtest).
+"""The load test's judgement, on measurements recorded from real runs (tests/data/).
 
-The recording is a `nox -s loadtest -- --quick` run on 2 CPUs: its measurements.json
-and Locust's *_stats.csv files as they were written. Judging them again must give
-bounds by the formulas in loadtest/bounds.py, a recommendation that follows its
-rule, and the four report files.
+The recordings are a `nox -s loadtest -- --quick` run and a quick capacity search
+on 2 CPUs: their measurements.json and Locust's *_stats.csv files as they were
+written. Judging them again must give bounds by the formulas in loadtest/bounds.py,
+capacities, a search and a sizing that follow their rules, a recommendation that
+follows its rule, and the report files.
 """
 
 import base64
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import report
+from loadtest import overlay, report
 from loadtest.bounds import Bound, Capacity, Cost, bound
 from loadtest.generator import read_stats
 from loadtest.recommendation import recommend
+from loadtest.search import Search
+from loadtest.target import HEADROOM, size_for
 
 RECORDED = Path(__file__).parent / "data" / "loadtest"
 
@@ -193,7 +196,7 @@ def test_the_recommendation_is_the_most_throughput_within_the_objective(summary,
             best["memory_mib"] / best["rps"] * 100
         )
         assert recommendation["text"].startswith(f"{best['preset']} ({best['sizing']}; ")
-        assert recommendation["baseline"].startswith("baseline (1 sync worker): ")
+        assert recommendation["compared"][-1].startswith("baseline (1 sync worker): ")
 
 
 def test_the_recorded_run_recommends_gevent_for_waits_and_says_what_the_baseline_gave(summary):
@@ -201,7 +204,7 @@ def test_the_recorded_run_recommends_gevent_for_waits_and_says_what_the_baseline
     for scenario in ("io", "db"):
         assert by_scenario[scenario]["preset"] == "gevent"
         baseline = row_of(summary, "baseline", scenario)
-        assert f"{baseline['rps']:,.0f} req/s" in by_scenario[scenario]["baseline"]
+        assert f"{baseline['rps']:,.0f} req/s" in by_scenario[scenario]["compared"][-1]
 
 
 def png_size(data):
@@ -242,3 +245,181 @@ def test_a_run_with_an_error_is_a_row_that_says_so(results, measurements):
     assert {row["preset"] for row in failed} == {"gevent"}
     assert "error: DATABASE_CONNECTION_BUDGET=1 gives less" in (results / "summary.md").read_text()
     assert all(item["preset"] != "gevent" for item in summary["recommendations"])
+
+
+# A recorded `nox -s loadtest -- --capacity --quick --presets gthread,gevent,baseline
+# --scenarios io,db --duration 2s` on 2 CPUs: every level each search chose, as measured.
+RECORDED_SEARCH = Path(__file__).parent / "data" / "loadtest-capacity"
+TARGETS = (100, 300, 1000, 1500, 5000, 20000)
+
+
+@pytest.fixture
+def searched(tmp_path):
+    results = Path(shutil.copytree(RECORDED_SEARCH, tmp_path / "results"))
+    return results, report.write(results)
+
+
+def levels_of(summary, preset, scenario):
+    return sorted(
+        (row for row in summary["rows"] if (row["preset"], row["scenario"]) == (preset, scenario)),
+        key=lambda row: row["search_step"],
+    )
+
+
+def test_each_capacity_is_the_best_level_within_the_objective(searched):
+    _, summary = searched
+    slo = summary["options"]["slo_p99_ms"]
+    pairs = {(row["preset"], row["scenario"]) for row in summary["rows"]}
+    found = {(c["preset"], c["scenario"]): c for c in summary["capacities"]}
+    for preset, scenario in pairs:
+        passed = [
+            row
+            for row in levels_of(summary, preset, scenario)
+            if row["failures"] == 0 and row["p99_ms"] <= slo
+        ]
+        if not passed:
+            assert (preset, scenario) not in found
+            continue
+        best = max(passed, key=lambda row: row["rps"])
+        capacity = found[preset, scenario]
+        assert (capacity["rps"], capacity["users"]) == (best["rps"], best["users"])
+        assert capacity["searched"]
+        cpus = summary["presets"][preset]["sizing_fields"]["cpus"]
+        assert capacity["per_cpu"] == pytest.approx(best["rps"] / cpus)
+        assert capacity["per_gib"] == pytest.approx(best["rps"] / (best["memory_mib"] / 1024))
+
+
+def test_the_recorded_search_chose_its_levels_by_its_rules(searched):
+    """Fed the recorded outcomes, the search asks for the levels the session ran, in order."""
+    _, summary = searched
+    slo = summary["options"]["slo_p99_ms"]
+    for preset, scenario in {(row["preset"], row["scenario"]) for row in summary["rows"]}:
+        levels = levels_of(summary, preset, scenario)
+        replay = Search(start=levels[0]["users"], quick=True)
+        for row in levels:
+            assert replay.next_users() == row["users"], (preset, scenario)
+            replay.record(
+                row["users"],
+                passed=row["failures"] == 0 and row["p99_ms"] <= slo,
+                rps=row["rps"],
+                generator_bound=row["generator_bound"],
+            )
+        assert replay.next_users() is None  # and it stopped where the session did
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        # Raised until p99 passed the objective, then narrowed twice between 100 and 200.
+        ([(50, True, 900), (100, True, 1700), (200, False, 1800)], [141, 168]),
+        # Throughput stopped rising twice in a row: saturated, no more steps.
+        ([(50, True, 900), (100, True, 920), (200, True, 930)], []),
+        # Once could be noise: it goes on raising.
+        ([(50, True, 900), (100, True, 700)], [200, 141, 168]),
+        # The first level failed already: step down until one passes, then narrow.
+        ([(50, False, 90)], [25, 35, 42]),
+        # The load generator was the limit: more users would not make more load.
+        ([(50, True, 900, True)], []),
+    ],
+)
+def test_the_search_raises_narrows_steps_down_and_stops(outcomes, expected):
+    """After the outcomes given, levels under 160 users pass and those above fail."""
+    search = Search(start=outcomes[0][0])
+    for users, passed, rps, *generator_bound in outcomes:
+        assert search.next_users() == users
+        search.record(users, passed, rps, *generator_bound)
+    chosen = []
+    while (users := search.next_users()) is not None:
+        chosen.append(users)
+        search.record(users, users < 160, 1700 + users)  # gaining until it fails
+    assert chosen == expected
+
+
+def test_the_search_starts_at_half_the_users_littles_law_saturates():
+    assert Search.from_prediction(2000 * 0.05).start == 50
+    assert Search.from_prediction(float("inf")).start == 10
+    assert Search.from_prediction(0.4).start == 1
+
+
+def database(max_connections=100, reserved=3):
+    return {"max_connections": max_connections, "superuser_reserved_connections": reserved}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_sizing_serves_the_target_with_headroom(searched, target):
+    results, _ = searched
+    summary = report.write(results, target_rps=target)
+    for sized in summary["target"]:
+        per_instance = sized["capacity_rps"] * (1 - HEADROOM)
+        assert sized["instances"] >= 2
+        assert sized["instances"] * per_instance >= target
+        assert (sized["instances"] - 1) * per_instance < target or sized["instances"] == 2
+        assert sized["max_instances"] >= sized["instances"]
+        assert sized["cpu_limit"] == summary["presets"][sized["preset"]]["sizing_fields"]["cpus"]
+        assert 0 < sized["cpu_request"] <= sized["cpu_limit"]
+        assert sized["memory_request_mib"] <= sized["memory_limit_mib"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_database_connections_fit_postgresql_or_the_report_says_what_is_the_limit(searched, target):
+    results, _ = searched
+    summary = report.write(results, target_rps=target)
+    measured = json.loads((results / "measurements.json").read_text())["database"]
+    available = measured["max_connections"] - measured["superuser_reserved_connections"] - 5
+    for sized in (each for each in summary["target"] if each["scenario"] == "db"):
+        plan = sized["database"]
+        assert plan["max_connections"] == measured["max_connections"]  # read from the server
+        busy = plan["busy_connections"]
+        assert busy == pytest.approx(target * 0.05, rel=0.1)  # Little's law: 50 ms each
+        if busy / (1 - HEADROOM) > available:
+            assert plan["limit"] == "database"
+            assert plan["text"].startswith("the database is the limit, not the web tier")
+        elif plan["limit"] == "web tier":
+            assert plan["web_tier_connections"] > available
+            assert busy <= plan["pgbouncer_pool"] <= available
+            assert "PgBouncer" in plan["text"]
+        else:
+            assert plan["limit"] is None
+            assert plan["web_tier_connections"] <= available
+            assert plan["budget_per_instance"] >= busy / sized["instances"]
+
+
+def test_a_target_beyond_the_databases_connections_says_so_and_names_pgbouncer(searched):
+    results, _ = searched
+    summary = report.write(results, target_rps=5000)  # 5,000 x 50 ms = 250 busy connections
+    (db,) = [each for each in summary["target"] if each["scenario"] == "db" and each["recommended"]]
+    assert db["database"]["limit"] == "database"
+    assert "Sized for 5,000 requests/s" in (results / "summary.md").read_text()
+    # Enough PostgreSQL for the busy ones, too few for every instance's budget: PgBouncer.
+    preset = {**summary["presets"][db["preset"]], "database_seconds_per_request": 0.05}
+    capacity = next(
+        c for c in summary["capacities"] if (c["preset"], c["scenario"]) == (db["preset"], "db")
+    )
+    plan = size_for(5000, capacity, preset, database(max_connections=1000))["database"]
+    assert plan["limit"] == "web tier" or plan["web_tier_connections"] <= 1000 - 3 - 5
+    tight = size_for(5000, capacity, preset, database(max_connections=400))["database"]
+    assert tight["limit"] == "web tier", tight
+    assert "DJANGO_DB_TRANSACTION_POOLING=true" in tight["text"]
+    assert tight["pgbouncer_pool"] >= 250
+
+
+def test_the_recommended_preset_gets_an_overlay_with_the_sizing(searched):
+    results, _ = searched
+    summary = report.write(results, target_rps=1000)
+    for sized in (each for each in summary["target"] if each["recommended"]):
+        text = overlay.render(sized, f"../{sized['preset']}")
+        assert f"  - ../{sized['preset']}\n" in text
+        assert f"        value: {sized['instances']}\n" in text  # replicas and minReplicas
+        assert f"        value: {sized['max_instances']}\n" in text
+        assert f"DATABASE_CONNECTION_BUDGET={sized['database']['budget_per_instance']}" in text
+        assert f"memory: {sized['memory_limit_mib']}Mi" in text
+        assert ("DJANGO_DB_TRANSACTION_POOLING=true" in text) == (
+            sized["database"]["limit"] == "web tier"
+        )
+
+
+def test_an_open_model_run_is_bounded_by_the_rate_offered():
+    offered = bound(None, [(1, IO)], Capacity(2000, None, 2), offered_rps=300)
+    assert (offered.limit, offered.rps) == ("offered", 300)
+    saturated = bound(None, [(1, IO)], Capacity(24, None, 2), offered_rps=1000)
+    assert (saturated.limit, saturated.rps) == ("slots", pytest.approx(24 / 0.05))
