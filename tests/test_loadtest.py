@@ -594,24 +594,7 @@ with running_server(sys.argv[1], sys.argv[2]) as server:
 """
 
 
-@pytest.mark.parametrize(
-    "preset",
-    [
-        "sync",
-        "gthread",
-        pytest.param(
-            "gevent",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="asyncio keeps its running loop per OS thread, and a gevent worker's "
-                "greenlets share one: asgiref's async_to_sync for a second request at once "
-                "raises 'You cannot use AsyncToSync in the same thread as an async event loop' "
-                "(a 500); a fix belongs in config/gunicorn",
-            ),
-        ),
-        "asgi",
-    ],
-)
+@pytest.mark.parametrize("preset", ["sync", "gthread", "gevent", "asgi"])
 def test_async_views_run_concurrently_under_every_preset(
     project, module_database, preset, tmp_path
 ):
