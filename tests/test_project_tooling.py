@@ -15,7 +15,7 @@ import sys
 
 import pytest
 from conftest import bake, free_port
-from test_generated_project import random_secret_key, run_in
+from test_generated_project import random_secret_key
 
 CHECK_JSONSCHEMA = [sys.executable, "-m", "check_jsonschema"]
 PRE_COMMIT = [sys.executable, "-m", "pre_commit"]
@@ -132,7 +132,7 @@ def test_the_admin_renders_under_the_content_security_policy(
     env = {"DJANGO_SECRET_KEY": random_secret_key(), "DATABASE_URL": database_url}
     production = {**env, "DJANGO_DEBUG": "false", "DJANGO_SECURE_SSL_REDIRECT": "false"}
     for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
-        done = run_in(project, project.bin("python"), "manage.py", *command, env=production)
+        done = project.run(project.bin("python"), "manage.py", *command, env=production)
         assert done.returncode == 0, done.stdout + done.stderr
     port = free_port()
     clean = {

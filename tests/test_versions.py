@@ -19,7 +19,7 @@ import tomllib
 
 import pytest
 from conftest import bake
-from test_generated_project import random_secret_key, run_in, run_project_tests
+from test_generated_project import random_secret_key, run_project_tests
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +123,7 @@ def test_the_projects_tests_pass_with_nothing_skipped(resolved, database_url, tm
 
 def test_every_preset_boots_and_serves_every_endpoint(resolved, database_url):
     _, project, _ = resolved
-    result = run_in(
-        project,
+    result = project.run(
         project.bin("python"),
         "-m",
         "loadtest.smoke",
