@@ -18,7 +18,7 @@ import time
 import tomllib
 
 import pytest
-from conftest import bake
+from conftest import InstalledProject, bake
 from test_generated_project import random_secret_key, run_project_tests
 
 pytestmark = pytest.mark.slow
@@ -30,14 +30,6 @@ INSTALLS = {
     "psycopg-highest": ({}, "highest"),
 }
 KIT_PACKAGES = ("django", "gunicorn", "gevent", "uvloop", "psycopg", "psycopg2-binary")
-
-
-class Installed:
-    def __init__(self, path, venv):
-        self.path, self.venv = path, venv
-
-    def bin(self, name):
-        return str(self.venv / "bin" / name)
 
 
 @pytest.fixture(scope="module", params=INSTALLS, ids=INSTALLS)
@@ -70,7 +62,7 @@ def resolved(request, tmp_path_factory, installed_project):
         ],
         check=True,
     )
-    return resolution, Installed(project, venv), time.monotonic() - started
+    return resolution, InstalledProject(project, venv), time.monotonic() - started
 
 
 def installed_versions(project):
