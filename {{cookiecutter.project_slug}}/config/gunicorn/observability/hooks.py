@@ -18,6 +18,7 @@ In each worker:
 - `worker_abort`, `worker_exit`: why it ended; its last metrics, spans and events.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -105,7 +106,8 @@ def start_server(arbiter):
     ]  # fmt: skip
     if not settings.metrics:
         command.append("--no-metrics")
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    path = [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     for fd in listeners:
         os.set_inheritable(fd, True)
     try:
@@ -120,7 +122,7 @@ def start_server(arbiter):
         reason = f"the metrics server did not start on {where} (see above)"
         if "METRICS_PORT" in os.environ:
             sys.exit(f"{reason}: choose a free METRICS_PORT")
-        arbiter.log.warning("%s: no /metrics or /livez here; set METRICS_PORT to a free port", reason)
+        arbiter.log.warning("%s: no /metrics or /livez here; set a free METRICS_PORT", reason)
         return
     arbiter.log.info(
         "Metrics on http://%s/metrics, liveness on /livez%s",
@@ -227,9 +229,7 @@ def exits_key(reason):
 
 def on_exit(arbiter):
     if instance.server_pid is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # gone already
             os.kill(instance.server_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     if instance.directory is not None and instance.owns_directory:
         files.remove(instance.directory)

@@ -23,6 +23,7 @@ the peaks of the gauges), and once as it ends, after the workers' last flush
 Counts and percentiles cover what happened between the first and the last scrape.
 """
 
+import contextlib
 import math
 import threading
 import time
@@ -51,7 +52,9 @@ def scrape(url, timeout=SCRAPE_TIMEOUT_S):
 
 
 def total(samples, name, keep=lambda labels: True):
-    return sum(value for (sample, labels), value in samples.items() if sample == name and keep(labels))
+    return sum(
+        value for (sample, labels), value in samples.items() if sample == name and keep(labels)
+    )
 
 
 def buckets(samples, name, keep=lambda labels: True):
@@ -76,7 +79,9 @@ def quantile(q, cumulative):
         if count >= rank:
             if math.isinf(bound):
                 return lower_bound  # past the last finite bucket: its bound, as Prometheus does
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
         lower_bound, lower_count = bound, count
     return bounds[-1]
 
@@ -136,10 +141,8 @@ class Watch:
 
     def sample(self):
         while not self.stopped.wait(self.sample_every):
-            try:
+            with contextlib.suppress(OSError):  # a missed sample; the next one counts
                 self.note_peaks(scrape(self.url))
-            except OSError:
-                pass  # a missed sample; the next one counts
 
     def note_peaks(self, samples):
         for name in self.GAUGES:

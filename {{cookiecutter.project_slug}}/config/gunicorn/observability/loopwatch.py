@@ -14,7 +14,7 @@ Cost: the monitor thread wakes every 0.1 s, and greenlet switches are traced
 
 import logging
 
-from config.gunicorn.observability import metrics, requestid, routes
+from config.gunicorn.observability import metrics, routes
 
 MAX_BLOCKING_TIME_S = 0.1
 STACK_LINES = 12  # the innermost frames: where it blocked, and the view above it

@@ -62,7 +62,9 @@ class TrustedPeers:
             allowed = allowed.split(",")
         allowed = [item.strip() for item in allowed if item.strip()]
         self.anyone = "*" in allowed
-        self.networks = [ipaddress.ip_network(item, strict=False) for item in allowed if item != "*"]
+        self.networks = [
+            ipaddress.ip_network(item, strict=False) for item in allowed if item != "*"
+        ]
         self.known = {}
 
     def __call__(self, address):

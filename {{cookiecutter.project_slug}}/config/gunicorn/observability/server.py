@@ -164,9 +164,7 @@ def main(argv=None):
     options = arguments(argv)
     from prometheus_client import CollectorRegistry
 
-    sockets = [
-        socket.socket(fileno=int(fd)) for fd in options.listeners.split(",") if fd.strip()
-    ]
+    sockets = [socket.socket(fileno=int(fd)) for fd in options.listeners.split(",") if fd.strip()]
     collector = InstanceCollector(
         options.directory, sockets, options.timeout, options.preset, not options.no_metrics
     )
@@ -175,9 +173,14 @@ def main(argv=None):
     family = socket.AF_INET6 if ":" in options.bind else socket.AF_INET
     Server.address_family = family
     try:
-        server = Server((options.bind, options.port), handler_class(collector, registry, options.timeout))
+        server = Server(
+            (options.bind, options.port), handler_class(collector, registry, options.timeout)
+        )
     except OSError as exc:
-        sys.exit(f"metrics server: cannot listen on {options.bind}:{options.port}: {exc.strerror} (METRICS_PORT, METRICS_BIND)")
+        sys.exit(
+            f"metrics server: cannot listen on {options.bind}:{options.port} "
+            f"(METRICS_BIND, METRICS_PORT): {exc.strerror}"
+        )
     threading.Thread(target=watch_master, args=(options.master, server), daemon=True).start()
     server.serve_forever(poll_interval=0.5)
 
