@@ -57,7 +57,7 @@ class AccessLogger(glogging.Logger):
                 environ.get(routes.KEY) or routes.UNROUTED,
                 environ["REQUEST_METHOD"],
                 str(LazyAtoms.status(resp)),
-                request_time.total_seconds(),
+                request_time.seconds + request_time.microseconds / 1e6,
             )
         if not self.access_log_enabled:
             return
@@ -180,7 +180,7 @@ def json_line(resp, environ, request_time):
         json_string(environ.get("RAW_URI") or environ.get("PATH_INFO", "")),
         LazyAtoms.status(resp),
         "null" if sent is None else sent,
-        request_time.total_seconds() * 1000,
+        request_time.seconds * 1000 + request_time.microseconds / 1000,
         optional(environ.get("HTTP_USER_AGENT")),
         optional(environ.get("HTTP_REFERER")),
     )

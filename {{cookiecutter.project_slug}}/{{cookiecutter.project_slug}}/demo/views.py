@@ -3,6 +3,7 @@
 - io:  waits like a call to a slow upstream service (the process is idle).
 - db:  waits inside PostgreSQL (a connection is held, the process is idle).
 - cpu: pure-Python work that holds the GIL (the process is busy).
+- error: a bug, unhandled: a 500, for error reporting (SENTRY_DSN) to catch.
 """
 
 import time
@@ -95,3 +96,12 @@ def count_primes_below(n):
         else:
             count += 1
     return count
+
+
+class DemoError(RuntimeError):
+    """What /demo/error raises: a bug, as error reporting sees one."""
+
+
+@demo_endpoint
+def error(request):
+    raise DemoError("an unhandled error, on purpose (/demo/error)")

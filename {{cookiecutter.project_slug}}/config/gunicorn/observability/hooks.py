@@ -19,6 +19,7 @@ In each worker:
 """
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -69,6 +70,8 @@ def prepare(arbiter):
     ):
         if problem:
             sys.exit(problem)
+    if settings.log_format == "json":
+        logging.captureWarnings(True)  # Python's warnings, as log records: JSON lines too
     instance.owns_directory = not os.environ.get(files.ENVIRONMENT_VARIABLE, "").strip()
     instance.directory = files.prepare()
     instance.record = liveness.Record(instance.directory, arbiter)
@@ -119,10 +122,12 @@ def start_server(arbiter):
             os.set_inheritable(fd, False)
     where = f"{settings.metrics_bind}:{settings.metrics_port}"
     if not wait_for_server():
-        reason = f"the metrics server did not start on {where} (see above)"
+        reason = f"The metrics server did not start on {where} (see above)"
         if "METRICS_PORT" in os.environ:
             sys.exit(f"{reason}: choose a free METRICS_PORT")
-        arbiter.log.warning("%s: no /metrics or /livez here; set a free METRICS_PORT", reason)
+        # The default port, taken: another instance on this host, as in development. A
+        # container or a pod has it to itself.
+        arbiter.log.info("%s: no /metrics or /livez here; set a free METRICS_PORT", reason)
         return
     arbiter.log.info(
         "Metrics on http://%s/metrics, liveness on /livez%s",

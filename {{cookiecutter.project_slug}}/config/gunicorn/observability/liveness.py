@@ -67,7 +67,9 @@ class Record:
         os.pwrite(self.fd, RECORD.pack(0.0, 0.0, 0), 0)
 
     def read(self, watched, beat):
-        self.beats[watched] = beat
+        # A new worker's file carries its creation's wall-clock time until its first beat
+        # (gunicorn's beats are monotonic): count it as a beat now.
+        self.beats[watched] = min(beat, time.monotonic())
         workers = {worker.tmp for worker in self.arbiter.WORKERS.values()}
         for gone in self.beats.keys() - workers:
             del self.beats[gone]

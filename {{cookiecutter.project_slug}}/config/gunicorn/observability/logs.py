@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or current.get(),
+            "request_id": current.get(),
             "process": record.process,
         }
         if record.exc_info:
