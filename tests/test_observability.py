@@ -20,7 +20,6 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from conftest import free_port
@@ -106,6 +105,11 @@ def instance(running_server, project, preset, database_url, **env):
         yield server, f"http://127.0.0.1:{metrics_port}"
 
 
+def duration(seconds):
+    """A PromQL range, in whole milliseconds (PromQL takes no fractions of a second)."""
+    return f"{int(seconds * 1000)}ms"
+
+
 def scrape(metrics_url):
     status, _, body = http_get(f"{metrics_url}/metrics")
     assert status == 200
@@ -116,17 +120,16 @@ def locust(project, tmp_path, url, path, users, seconds):
     """Run Locust headless; the number of requests it made."""
     locustfile = tmp_path / f"locustfile_{users}.py"
     locustfile.write_text(LOCUSTFILE.format(path=path))
-    prefix = tmp_path / f"locust_{users}_{time.monotonic_ns()}"
     result = subprocess.run(
         [project.bin("python"), "-m", "locust", "-f", str(locustfile), "--headless",
          "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--host", url,
-         "--csv", str(prefix), "--only-summary", "--stop-timeout", "5"],
+         "--only-summary"],
         capture_output=True, text=True, timeout=seconds + 60,
     )  # fmt: skip
-    stats = Path(f"{prefix}_stats.csv").read_text().splitlines()
-    header = stats[0].split(",")
-    (aggregated,) = (row.split(",") for row in stats[1:] if row.split(",")[1] == "Aggregated")
-    count = int(aggregated[header.index("Request Count")])
+    # The summary Locust prints as it exits: its CSV may have been written a moment earlier.
+    summary = re.search(r"Aggregated\s+(\d+)\s", result.stdout + result.stderr)
+    assert summary, result.stdout + result.stderr
+    count = int(summary.group(1))
     assert count > 0, result.stdout + result.stderr
     return count
 
@@ -202,7 +205,7 @@ def test_prometheus_counts_what_locust_sent_and_sees_saturation(
         scraper = prometheus(metrics.removeprefix("http://"))
         time.sleep(2)
         window_start = time.time()
-        light = locust(project, tmp_path, server.url, "/demo/io?ms=50", users=1, seconds=5)
+        light = locust(project, tmp_path, server.url, "/demo/io?ms=50", users=1, seconds=8)
         light_end = time.time()
         overloaded_users = slots if preset == "gevent" else 2 * slots  # gevent sheds beyond
         timings = []
@@ -218,26 +221,32 @@ def test_prometheus_counts_what_locust_sent_and_sees_saturation(
         busy.start()
         heavy_start = time.time()
         heavy = locust(
-            project, tmp_path, server.url, "/demo/io?ms=100", users=overloaded_users, seconds=8
+            project, tmp_path, server.url, "/demo/io?ms=100", users=overloaded_users, seconds=12
         )
         heavy_end = time.time()
         busy.join()
         time.sleep(3)  # the workers' last flush, then scrapes
         window_end = time.time()
-        window = f"{window_end - window_start:.0f}s"
+        requests = 'gunicorn_request_duration_seconds_count{route="demo-io"}'
         counted = scraper.query(
-            f'sum(increase(gunicorn_request_duration_seconds_count{{route="demo-io"}}[{window}]))',
-            at=window_end,
+            f"sum(increase({requests}[{duration(window_end - window_start)}]))", at=window_end
+        )
+        exact = scraper.query(f"sum({requests})", at=window_end) - scraper.query(
+            f"sum({requests})", at=window_start
         )
         light_peak = scraper.query(
-            f"max_over_time(gunicorn_saturation[{light_end - window_start + 0.5:.1f}s])",
+            f"max_over_time(gunicorn_saturation[{duration(light_end - window_start)}])",
             at=light_end,
         )
         heavy_peak = scraper.query(
-            f"max_over_time(gunicorn_saturation[{heavy_end - heavy_start:.1f}s])", at=heavy_end
+            f"max_over_time(gunicorn_saturation[{duration(heavy_end - heavy_start)}])",
+            at=heavy_end,
         )
     sent = light + heavy
-    print(f"{preset}: Locust {sent}, Prometheus {counted}; saturation {light_peak} / {heavy_peak}")
+    print(
+        f"{preset}: Locust {light} + {heavy} = {sent}, Prometheus {counted} (exactly {exact}); "
+        f"saturation {light_peak} / {heavy_peak}"
+    )
     assert counted is not None and abs(counted - sent) <= 0.05 * sent, (counted, sent)
     assert light_peak is not None and light_peak < 0.5
     assert heavy_peak is not None and heavy_peak >= 0.9
