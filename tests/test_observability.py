@@ -28,12 +28,13 @@ from test_presets import environment, launcher
 pytestmark = pytest.mark.slow
 
 PRESETS = ("sync", "gthread", "gevent", "asgi")
-# Few slots each: a handful of users fill them. asgi's slots are nominal (worker_connections).
+# Few slots each: a handful of users fill them. asgi's slots are nominal: worker_connections,
+# which its preset leaves at gunicorn's 1,000 (GUNICORN_WORKER_CONNECTIONS sizes gevent's).
 SMALL = {
     "sync": ({"WEB_CONCURRENCY": "3"}, 3),
     "gthread": ({"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4"}, 4),
     "gevent": ({"WEB_CONCURRENCY": "1", "GUNICORN_WORKER_CONNECTIONS": "8"}, 8),
-    "asgi": ({"WEB_CONCURRENCY": "1", "GUNICORN_WORKER_CONNECTIONS": "8"}, 8),
+    "asgi": ({"WEB_CONCURRENCY": "1", "GUNICORN_CMD_ARGS": "--worker-connections 8"}, 8),
 }
 SCRAPE_INTERVAL = "250ms"
 LOCUSTFILE = """

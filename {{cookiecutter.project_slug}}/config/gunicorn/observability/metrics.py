@@ -107,6 +107,7 @@ class Worker:
         self.worker = worker
         self.model = worker.model
         self.next_flush = 0.0
+        self.last_flush = time.monotonic()
         self.children = {}
         self.requests = Histogram(
             "gunicorn_request_duration_seconds",
@@ -178,7 +179,9 @@ class Worker:
             self.flush()
 
     def flush(self):
-        self.flush_requests()
+        now = time.monotonic()
+        served_s = self.flush_requests()
+        elapsed, self.last_flush = now - self.last_flush, now
         for counts in tally.pool_waits.take().values():
             add_observations(self.pool_wait, counts)
         timeouts = tally.pool_timeouts
@@ -189,6 +192,11 @@ class Worker:
         for route, count in blocks.items():
             self.loop_blocked.labels(route).inc(count)
         busy, in_flight = occupancy(self.worker)
+        if self.model == "gthread":
+            # Its heartbeat comes as a request ends, when a thread has just been freed: a
+            # sample then would always miss one. The time its threads served since the last
+            # flush instead (Little's law: the mean number of busy threads).
+            busy = served_s / elapsed if elapsed > 0 else 0.0
         self.busy.set(busy)
         self.in_flight.set(in_flight)
         size = in_use = waiting = 0
@@ -202,11 +210,15 @@ class Worker:
         self.resident.set(self.resident_bytes())
 
     def flush_requests(self):
+        """Write the requests that ended since the last flush; the seconds they took."""
+        served_s = 0.0
         for key, counts in tally.requests.take().items():
             child = self.children.get(key)
             if child is None:
                 child = self.children[key] = self.requests.labels(*key)
             add_observations(child, counts)
+            served_s += counts[0]
+        return served_s
 
     def request_edge(self):
         """sync: the worker is busy or idle now, and what it served is written at once."""
