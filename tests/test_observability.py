@@ -314,12 +314,12 @@ def test_counters_survive_kill_9_and_100_recycles_without_files_piling_up(
     recycled = metric(samples, "gunicorn_worker_exits_total", reason="max_requests")
     assert recycled >= 100
     assert metric(samples, "gunicorn_worker_exits_total", reason="crash") >= 1
-    # The live workers' files, two archives, the liveness record and the lock.
+    # The live workers' files, two archives, the liveness record, the lock, the server's pid.
     kinds = ("counter", "histogram", "gauge_livesum", "gauge_liveall")
     live = {f"{kind}_{pid}.db" for pid in workers for kind in kinds}
-    others = {"counter_archive.db", "histogram_archive.db", "liveness", "lock"}
+    others = {"counter_archive.db", "histogram_archive.db", "liveness", "lock", "server.pid"}
     assert set(files) <= live | others, files
-    assert len(files) <= 4 * len(workers) + 4
+    assert len(files) <= 4 * len(workers) + 5
 
 
 # -- liveness ------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from importlib.util import find_spec
@@ -47,6 +46,7 @@ except BadSetting as exc:
     sys.exit(str(exc))
 
 SERVER_MODULE = f"{__package__}.server"
+SERVER_PID_FILE = "server.pid"  # as server.py writes it
 SERVER_START_S = 10.0
 # The folder that holds the `config` package: the server process imports it from there.
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -137,22 +137,20 @@ def start_server(arbiter):
 
 
 def wait_for_server():
-    host = "127.0.0.1" if settings.metrics_bind in ("0.0.0.0", "") else settings.metrics_bind
-    host = "::1" if host == "::" else host
+    """Whether the server listens: its first process exits 0 once it does (server.py)."""
+    spawned, instance.server_pid = instance.server_pid, None
     deadline = time.monotonic() + SERVER_START_S
     while time.monotonic() < deadline:
-        try:
-            pid, _status = os.waitpid(instance.server_pid, os.WNOHANG)
-        except ChildProcessError:
-            pid = instance.server_pid
+        pid, status = os.waitpid(spawned, os.WNOHANG)
         if pid:
-            instance.server_pid = None
-            return False
-        try:
-            socket.create_connection((host, settings.metrics_port), timeout=1).close()
+            if os.waitstatus_to_exitcode(status) != 0:
+                return False
+            pid_file = Path(instance.directory) / SERVER_PID_FILE
+            instance.server_pid = int(pid_file.read_text())
             return True
-        except OSError:
-            time.sleep(0.05)
+        time.sleep(0.02)
+    os.kill(spawned, signal.SIGKILL)
+    os.waitpid(spawned, 0)
     return False
 
 

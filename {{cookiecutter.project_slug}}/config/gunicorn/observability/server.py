@@ -14,7 +14,10 @@ worker slot is taken (tests/test_observability.py checks under 1 s). It imports
 neither Django nor the application (20 MiB), and exits when the master does.
 
 Run by hooks.py as `python -m config.gunicorn.observability.server`, with the
-listening sockets' file descriptors passed down, so it can read their backlog.
+listening sockets' file descriptors passed down, so it can read their backlog. Once
+it listens it forks and its first process exits (status 0; 1 if it could not
+listen): the server is not one of the master's children, which gunicorn's hooks
+and operators' tools count as workers.
 """
 
 import argparse
@@ -24,10 +27,12 @@ import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from config.gunicorn.observability import files, liveness
 
 TEXT = "text/plain; charset=utf-8"
+PID_FILE = "server.pid"
 # struct tcp_info (linux/tcp.h): 8 bytes, then 32-bit fields; on a listening socket
 # tcpi_unacked is the accept queue's length, tcpi_sacked its limit (gunicorn's
 # sock.get_backlog() reads the first).
@@ -181,13 +186,19 @@ def main(argv=None):
             f"metrics server: cannot listen on {options.bind}:{options.port} "
             f"(METRICS_BIND, METRICS_PORT): {exc.strerror}"
         )
+    # Listening: now leave the master's children, which its hooks and tools count as its
+    # workers. The master waits for this process, and reads the server's pid from the file.
+    child = os.fork()
+    if child:
+        (Path(options.directory) / PID_FILE).write_text(str(child))
+        os._exit(0)
     threading.Thread(target=watch_master, args=(options.master, server), daemon=True).start()
     server.serve_forever(poll_interval=0.5)
 
 
 def watch_master(pid, server):
     """Exit with the master: it may have been killed (-9) and never said so."""
-    while os.getppid() == pid:
+    while files.alive(pid):
         threading.Event().wait(1.0)
     server.shutdown()
 
