@@ -301,8 +301,13 @@ def test_counters_survive_kill_9_and_100_recycles_without_files_piling_up(
         for round_ in range(110):
             for _ in range(5):
                 server.get("/demo/io?ms=0")
-            if round_ == 50:
-                os.kill(server.workers()[0], signal.SIGKILL)
+            if round_ == 50:  # a worker in the middle of a request (not one ending anyway)
+                slow = threading.Thread(target=server.get, args=("/demo/io?ms=3000",))
+                slow.start()
+                time.sleep(1)
+                for pid in server.workers():
+                    os.kill(pid, signal.SIGKILL)
+                slow.join()
             totals.append(metric(scrape(metrics), "gunicorn_request_duration_seconds_count"))
         time.sleep(1.5)
         samples = scrape(metrics)
