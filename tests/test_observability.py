@@ -7,6 +7,7 @@ Each preset runs with few slots, so that a handful of Locust users saturate it.
 """
 
 import contextlib
+import gzip
 import json
 import os
 import re
@@ -449,13 +450,29 @@ def collector():
     server.shutdown()
 
 
-def sentry_events(received):
+def decompressed(project, headers, body):
+    """A body as sentry-sdk sends it: brotli (where installed: the project's venv) or gzip."""
+    encoding = {k.lower(): v for k, v in headers.items()}.get("content-encoding")
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "br":
+        script = (
+            "import brotli, sys\n"
+            "sys.stdout.buffer.write(brotli.decompress(sys.stdin.buffer.read()))"
+        )
+        return subprocess.run(
+            [project.bin("python"), "-c", script], input=body, capture_output=True, check=True
+        ).stdout
+    return body
+
+
+def sentry_events(project, received):
     """The error events in Sentry envelopes (one JSON header, then item header/payload pairs)."""
     events = []
-    for path, _, body in received:
+    for path, headers, body in received:
         if not path.endswith("/envelope/"):
             continue
-        lines = body.split(b"\n")
+        lines = decompressed(project, headers, body).split(b"\n")
         for header, payload in zip(lines[1::2], lines[2::2], strict=False):
             if json.loads(header).get("type") == "event":
                 events.append(json.loads(payload))
@@ -484,11 +501,11 @@ def test_sentry_gets_one_event_per_unhandled_error_and_none_for_a_pool_503(
             assert 503 in statuses, statuses
         errors = [server.get("/demo/error") for _ in range(2)]
         deadline = time.monotonic() + 10
-        while len(sentry_events(collector.received)) < 2 and time.monotonic() < deadline:
+        while len(sentry_events(project, collector.received)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1)  # and no more arrive
     assert [status for status, _, _ in errors] == [500, 500]
-    events = sentry_events(collector.received)
+    events = sentry_events(project, collector.received)
     assert len(events) == 2, events
     for event, (_, headers, _) in zip(events, errors, strict=True):
         assert event["exception"]["values"][-1]["type"] == "DemoError"
