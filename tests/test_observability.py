@@ -512,7 +512,7 @@ def test_sentry_gets_one_event_per_unhandled_error_and_none_for_a_pool_503(
         assert event["tags"]["request_id"] == headers["X-Request-ID"]
 
 
-@pytest.mark.parametrize("preset", ["sync", "gevent"])
+@pytest.mark.parametrize("preset", PRESETS)
 def test_traces_reach_an_otlp_endpoint_from_each_worker(
     project, running_server, module_database, collector, preset
 ):
