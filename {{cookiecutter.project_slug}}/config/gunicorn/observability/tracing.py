@@ -22,6 +22,8 @@ PACKAGES = {
     "opentelemetry.sdk": "opentelemetry-sdk",
     "opentelemetry.exporter.otlp.proto.http": "opentelemetry-exporter-otlp-proto-http",
     "opentelemetry.instrumentation.django": "opentelemetry-instrumentation-django",
+    # Without it Django's instrumentation traces no request under the asgi preset.
+    "opentelemetry.instrumentation.asgi": "opentelemetry-instrumentation-asgi",
 }
 DRIVERS = {
     "psycopg": ("opentelemetry.instrumentation.psycopg", "PsycopgInstrumentor"),
