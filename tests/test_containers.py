@@ -65,6 +65,8 @@ def service_environment(database_url, port, **extra):
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DATABASE_URL": database_url,
         "PORT": str(port),
+        # /metrics and /livez (the HEALTHCHECK's): a free port too, on the host's network.
+        "METRICS_PORT": str(free_port()),
         # Host networking: the container's gunicorn would listen on every host address.
         "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
@@ -167,6 +169,7 @@ def test_each_overlay_renders_valid_manifests_for_its_preset(default_bake, tmp_p
         "Deployment",
         "HorizontalPodAutoscaler",
         "Job",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "Service",
     ]
@@ -181,7 +184,10 @@ def test_each_overlay_renders_valid_manifests_for_its_preset(default_bake, tmp_p
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod["terminationGracePeriodSeconds"] > 25 + 5  # graceful_timeout + preStop
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http": 8000, "metrics": 9191}
+    assert config_map["data"]["METRICS_BIND"] == "0.0.0.0"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     env_from = {next(iter(ref)): ref[next(iter(ref))]["name"] for ref in container["envFrom"]}
@@ -220,8 +226,10 @@ def for_podman(documents, image, port, database_url):
             (container,) = document["spec"]["template"]["spec"]["containers"]
             container["image"] = image.tag
             del container["ports"]
-            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            for probe in ("startupProbe", "readinessProbe"):
                 container[probe]["httpGet"]["port"] = port
+            metrics_port = document_metrics_port(played)
+            container["livenessProbe"]["httpGet"]["port"] = metrics_port
             container["envFrom"] = [ref for ref in container["envFrom"] if "secretRef" not in ref]
             container["env"] = [
                 {"name": "DJANGO_SECRET_KEY", "value": secrets.token_urlsafe(50)},
@@ -229,6 +237,12 @@ def for_podman(documents, image, port, database_url):
             ]
             played.append(document)
     return played
+
+
+def document_metrics_port(played):
+    """METRICS_PORT in the ConfigMap played (service_environment's free port)."""
+    (config_map,) = (document for document in played if document["kind"] == "ConfigMap")
+    return int(config_map["data"]["METRICS_PORT"])
 
 
 def test_the_deployment_runs_under_podman_kube_play(

@@ -387,13 +387,14 @@ def test_control_socket_is_off_unless_a_path_is_given(project, running_server, t
 
 
 def test_healthcheck_module(project, running_server):
-    port = free_port()
-    down = run(project, project.bin("python"), "-m", "config.gunicorn.healthcheck", PORT=str(port))
+    # It asks /livez of the metrics server (config/gunicorn/observability/), on METRICS_PORT.
+    metrics = str(free_port())
+    healthcheck = (project.bin("python"), "-m", "config.gunicorn.healthcheck")
+    down = run(project, *healthcheck, METRICS_PORT=metrics)
     assert down.returncode == 1
-    assert down.stderr.strip().startswith(f"unhealthy: http://127.0.0.1:{port}/healthz: ")
-    with serve(running_server, project, launcher(project)) as server:
-        port = server.url.rsplit(":", 1)[1]
-        up = run(project, project.bin("python"), "-m", "config.gunicorn.healthcheck", PORT=port)
+    assert down.stderr.strip().startswith(f"unhealthy: http://127.0.0.1:{metrics}/livez: ")
+    with serve(running_server, project, launcher(project), METRICS_PORT=metrics):
+        up = run(project, *healthcheck, METRICS_PORT=metrics)
         assert up.returncode == 0, up.stderr
 
 

@@ -23,6 +23,8 @@ from django.utils.csp import CSP
 from environs import Env, EnvValidationError
 
 from config.gunicorn.database.settings import pooled
+from config.gunicorn.environment import BadSetting
+from config.gunicorn.observability.logs import log_format
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -93,7 +95,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so probes skip host validation and the HTTPS redirect: orchestrators
+    # Names each request's route for its metrics (Django's view name, never the path).
+    "config.gunicorn.observability.routes.RouteMiddleware",
+    # So probes skip host validation and the HTTPS redirect: orchestrators
     # call them by IP over plain HTTP.
     "{{ cookiecutter.project_slug }}.probes.ProbeMiddleware",
     # A database that is down or a pool that is exhausted is a 503, not a 500.
@@ -208,12 +212,33 @@ SECURE_CSP = {
 }
 {%- endif %}
 
+# Logs: text for a terminal, LOG_FORMAT=json for a log pipeline (one object per line). Every
+# line logged while a request runs carries its ID (X-Request-ID), as gunicorn's error and
+# access logs do: see config/gunicorn/observability/. Errors go to Sentry when SENTRY_DSN is
+# set, traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is: each gunicorn worker starts
+# them after the fork (observability/errors.py, tracing.py).
+try:
+    LOG_FORMAT = log_format()
+except BadSetting as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"one_line_warning": {"()": "config.logs.WarningWithoutTraceback"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "config.gunicorn.observability.logs.JsonFormatter"},
+    },
+    "filters": {
+        "one_line_warning": {"()": "config.logs.WarningWithoutTraceback"},
+        "request_id": {"()": "config.gunicorn.observability.logs.RequestIdFilter"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "loggers": {"django.security.DisallowedHost": {"filters": ["one_line_warning"]}},
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
 }

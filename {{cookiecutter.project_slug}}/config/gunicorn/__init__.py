@@ -12,7 +12,10 @@
     workers/        gunicorn's worker classes, guarded: they bound slow clients and large
                     bodies, drain on shutdown, and are recycled when their memory grows
     cooperative.py  the gevent preset's checks: patched first, a driver that waits cooperatively
-    healthcheck.py  `python -m config.gunicorn.healthcheck`, the container's health check
+    healthcheck.py  `python -m config.gunicorn.healthcheck`, the container's health check:
+                    /livez of the metrics server
+    observability/  metrics (/metrics on METRICS_PORT, beside the master), liveness from the
+                    workers' heartbeats, request IDs, JSON logs, Sentry, OpenTelemetry
     database/       the connection plan (plan.py), the settings that apply it (settings.py),
                     their check (verify.py), the 503 (middleware.py), a pool for psycopg2
 

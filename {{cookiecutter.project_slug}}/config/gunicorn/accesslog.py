@@ -13,13 +13,28 @@ AccessLogger keeps gunicorn's `access_log_format` and its atoms, escaping and
 the line is formatted (LazyAtoms), and writes the line to stdout with one
 write(): 2.4 us per request. Anything else as the destination (a file, syslog,
 a logging configuration) still goes through the logging module, as configured.
+
+With LOG_FORMAT=json the line is a JSON object of fixed fields instead (time,
+level, logger, request_id, remote, method, path, status, bytes, duration_ms,
+user_agent, referer), built by hand with the json module's C string encoder:
+3 us. gunicorn's error log is then JSON too, each line with the ID of the
+request it is about (observability/logs.py).
+
+The same call counts the request in the worker's metrics (observability/
+metrics.py: 0.2 us), by its route's name, method and status.
 """
 
 import os
 import sys
 import time
+from json.encoder import encode_basestring as json_string
 
 from gunicorn import glogging
+
+from config.gunicorn.observability import logs, metrics, routes
+from config.gunicorn.observability.hooks import settings as observability
+from config.gunicorn.observability.requestid import current as current_request_id
+from config.gunicorn.workers import model_of
 
 
 class AccessLogger(glogging.Logger):
@@ -30,11 +45,26 @@ class AccessLogger(glogging.Logger):
         # configuration is the operator's choice, and gets its lines through logging.
         configured = cfg.logconfig or cfg.logconfig_dict or cfg.logconfig_json or cfg.syslog
         self.access_fd = sys.stdout.fileno() if cfg.accesslog == "-" and not configured else None
+        self.json = observability.log_format == "json"
+        if self.json and not configured:
+            logs.json_error_log(self.error_log)
+        # The asgi preset counts its requests in its own middleware (observability/asgi.py).
+        self.counts = observability.metrics and model_of(cfg.worker_class_str) != "asgi"
 
     def access(self, resp, req, environ, request_time):
+        if self.counts and metrics.tally.recording:
+            metrics.record_request(
+                environ.get(routes.KEY) or routes.UNROUTED,
+                environ["REQUEST_METHOD"],
+                str(LazyAtoms.status(resp)),
+                request_time.seconds + request_time.microseconds / 1e6,
+            )
         if not self.access_log_enabled:
             return
-        line = self.cfg.access_log_format % LazyAtoms(self, resp, req, environ, request_time)
+        if self.json:
+            line = json_line(resp, environ, request_time)
+        else:
+            line = self.cfg.access_log_format % LazyAtoms(self, resp, req, environ, request_time)
         if self.access_fd is None:
             self.access_log.info("%s", line)
             return
@@ -82,8 +112,9 @@ class LazyAtoms:
             headers = headers.items()
         return next((value for key, value in headers if key.lower() == name), None)
 
-    def status(self):
-        status = self.resp.status
+    @staticmethod
+    def status(resp):
+        status = resp.status
         return status.split(None, 1)[0] if isinstance(status, str) else status
 
     def sent(self):
@@ -112,7 +143,7 @@ ATOMS = {
         f"{atoms.environ['REQUEST_METHOD']} {atoms.environ['RAW_URI']} "
         f"{atoms.environ['SERVER_PROTOCOL']}"
     ),
-    "s": LazyAtoms.status,
+    "s": lambda atoms: LazyAtoms.status(atoms.resp),
     "m": lambda atoms: atoms.environ.get("REQUEST_METHOD"),
     "U": lambda atoms: atoms.environ.get("PATH_INFO"),
     "q": lambda atoms: atoms.environ.get("QUERY_STRING"),
@@ -126,4 +157,34 @@ ATOMS = {
     "M": lambda atoms: atoms.microseconds() // 1000,
     "L": lambda atoms: f"{atoms.request_time.seconds}.{atoms.request_time.microseconds:06d}",
     "p": lambda atoms: f"<{os.getpid()}>",
+    # Not gunicorn's: the request ID (observability/requestid.py).
+    "request_id": lambda atoms: current_request_id.get(),
 }
+
+
+JSON_LINE = (
+    '{"time":"%s","level":"INFO","logger":"gunicorn.access","request_id":%s,"remote":%s,'
+    '"method":%s,"path":%s,"status":%s,"bytes":%s,"duration_ms":%.3f,"user_agent":%s,'
+    '"referer":%s}'
+)
+
+
+def json_line(resp, environ, request_time):
+    """The access line as a JSON object; strings through the json module's C encoder."""
+    sent = getattr(resp, "sent", None)
+    return JSON_LINE % (
+        logs.utc_time(time.time()),
+        optional(current_request_id.get()),
+        optional(environ.get("REMOTE_ADDR")),
+        json_string(environ["REQUEST_METHOD"]),
+        json_string(environ.get("RAW_URI") or environ.get("PATH_INFO", "")),
+        LazyAtoms.status(resp),
+        "null" if sent is None else sent,
+        request_time.seconds * 1000 + request_time.microseconds / 1000,
+        optional(environ.get("HTTP_USER_AGENT")),
+        optional(environ.get("HTTP_REFERER")),
+    )
+
+
+def optional(value):
+    return "null" if value is None else json_string(value)

@@ -24,6 +24,7 @@ from pathlib import Path
 from config.gunicorn import sizing, startup
 from config.gunicorn.cpu import cpu_budget
 from config.gunicorn.environment import BadSetting, read_environment
+from config.gunicorn.observability import hooks as observability
 
 # What every preset takes as it is, by `from config.gunicorn.base import *`: gunicorn
 # reads a config file's module-level names. A preset's own assignments come after it.
@@ -31,6 +32,7 @@ __all__ = [
     "access_log_format",
     "accesslog",
     "bind",
+    "child_exit",
     "control_socket",
     "control_socket_disable",
     "forwarded_allow_ips",
@@ -41,7 +43,13 @@ __all__ = [
     "limit_request_line",
     "logger_class",
     "nworkers_changed",
+    "on_exit",
+    "post_fork",
+    "post_worker_init",
+    "pre_fork",
     "timeout",
+    "worker_abort",
+    "worker_exit",
     "worker_tmp_dir",
     "wsgi_app",
 ]
@@ -97,6 +105,8 @@ def nworkers_changed(server, workers, previous):
                 "GUNICORN_PRESET=gevent, or gunicorn -c config/gunicorn/gevent.py"
             )
     startup.plan_connections(server, workers, previous, env.database_connection_budget)
+    if previous is None:
+        observability.prepare(server)  # metrics directory: before the app is preloaded
 
 
 def log_startup(preset, sized):
@@ -106,6 +116,7 @@ def log_startup(preset, sized):
         startup.verify_and_log(
             server, preset, sized, cpu, env.database_connection_budget, env.allow_debug
         )
+        observability.when_ready(server)  # the metrics and liveness server
 
     return when_ready
 
@@ -150,10 +161,13 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 
 # Access log on stdout, for the container runtime to collect: the combined log
-# format plus the time the request took, in milliseconds; written for 2.4 us a
-# request, where gunicorn's own logger takes 42 (accesslog.py).
+# format plus the time the request took, in milliseconds, and the request ID;
+# written for 2.4 us a request, where gunicorn's own logger takes 42 (accesslog.py).
+# LOG_FORMAT=json makes it a JSON object instead.
 accesslog = "-"
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms %(request_id)s'
+)
 logger_class = "config.gunicorn.accesslog.AccessLogger"
 
 # gunicorn 27's control socket (for `gunicornc`) is off unless
@@ -162,3 +176,12 @@ logger_class = "config.gunicorn.accesslog.AccessLogger"
 # the first one to stop deletes it), and fails under a read-only or missing home.
 control_socket = env.control_socket
 control_socket_disable = env.control_socket is None
+
+# Metrics, liveness, request IDs, error reporting, tracing: observability/hooks.py.
+pre_fork = observability.pre_fork
+post_fork = observability.post_fork
+post_worker_init = observability.post_worker_init
+worker_abort = observability.worker_abort
+worker_exit = observability.worker_exit
+child_exit = observability.child_exit
+on_exit = observability.on_exit

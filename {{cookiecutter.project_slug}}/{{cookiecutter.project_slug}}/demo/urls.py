@@ -9,4 +9,5 @@ urlpatterns = [
     path("db", views.db_bound, name="demo-db"),
     path("cpu", views.cpu_bound, name="demo-cpu"),
     path("leak", views.leak, name="demo-leak"),
+    path("error", views.error, name="demo-error"),
 ]

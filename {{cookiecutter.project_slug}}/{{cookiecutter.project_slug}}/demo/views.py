@@ -9,10 +9,11 @@
             /demo/io), then computes a little on the answer: the "call out, then
             compute" shape of most services, outbound connections included.
 
-And one fault, for `nox -s resilience`:
+And two faults, on purpose:
 
 - leak:     keeps memory it never frees, as a leaking view does (the worker's memory
             grows until the presets replace it: config/gunicorn/workers/recycle.py).
+- error:    a bug, unhandled: a 500, for error reporting (SENTRY_DSN) to catch.
 """
 
 import asyncio
@@ -189,3 +190,12 @@ def leak(request):
     kb = int_param(request, "kb", DEFAULT_LEAK_KB, 1, MAX_LEAK_KB)
     leaked.append(bytearray(kb * 1024))
     return {"workload": "leak", "kb": kb, "blocks_kept": len(leaked)}
+
+
+class DemoError(RuntimeError):
+    """What /demo/error raises: a bug, as error reporting sees one."""
+
+
+@demo_endpoint
+def error(request):
+    raise DemoError("an unhandled error, on purpose (/demo/error)")

@@ -45,6 +45,7 @@ from gevent.socket import wait_read
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
+from config.gunicorn.observability.requestid import request_scope
 from config.gunicorn.workers.lifecycle import Lifecycle
 from config.gunicorn.workers.limits import (
     REQUEST_HEAD_TIMEOUT,
@@ -108,6 +109,7 @@ class GuardedGeventWorker(Lifecycle, GeventWorker):
         # gunicorn reads each request head within this.
         return RequestHeadWait(self, self.connections[gevent.getcurrent()])
 
+    @request_scope  # the request ID, and its count in flight: observability/
     def handle_request(self, listener_name, req, sock, addr):
         connection = self.connections[gevent.getcurrent()]
         connection.unreader = req.unreader

@@ -31,6 +31,7 @@ from contextlib import suppress
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from config.gunicorn.observability.requestid import request_scope
 from config.gunicorn.workers.lifecycle import Lifecycle
 from config.gunicorn.workers.limits import (
     REQUEST_HEAD_TIMEOUT,
@@ -89,6 +90,7 @@ class GuardedThreadWorker(Lifecycle, ThreadWorker):
         finally:
             self.deadlines.pop(conn, None)
 
+    @request_scope  # the request ID, and its count in flight: observability/
     def handle_request(self, req, conn):
         try:
             error, body_length = check_head(req)

@@ -20,6 +20,7 @@ import errno
 
 from gunicorn.workers.sync import SyncWorker
 
+from config.gunicorn.observability.requestid import request_scope
 from config.gunicorn.workers.lifecycle import Lifecycle
 from config.gunicorn.workers.limits import (
     REQUEST_HEAD_TIMEOUT,
@@ -47,6 +48,7 @@ class GuardedSyncWorker(Lifecycle, SyncWorker):
         if head_bound.stalled:
             log_closed(self.log, addr, SLOW_HEAD)
 
+    @request_scope  # the request ID, and its count in flight: observability/
     def handle_request(self, listener, req, client, addr):
         sock = client
         if isinstance(client, HeadBoundSocket):
