@@ -87,7 +87,7 @@ def service(monkeypatch):
 def test_the_health_check_asks_the_path_it_is_given(service):
     healthcheck.main(["/health/"])  # returns: healthy
     with pytest.raises(SystemExit) as unhealthy:
-        healthcheck.main([])  # /healthz, which this service does not have
+        healthcheck.main(["/healthz"])  # which this service does not have
     assert str(unhealthy.value).startswith(
         f"unhealthy: http://127.0.0.1:{service.server_port}/healthz: HTTP Error 404"
     )

@@ -1,4 +1,4 @@
-"""Container health check: `python -m config.gunicorn.healthcheck [PATH]` exits 0 while the instance lives.
+"""Container health check: `python -m config.gunicorn.healthcheck [PATH]` exits 0 if alive.
 
 Without PATH it asks /livez of the instance's metrics server, on
 127.0.0.1:$METRICS_PORT: the master's own watch over its workers' heartbeats

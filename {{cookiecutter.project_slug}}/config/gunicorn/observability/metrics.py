@@ -202,8 +202,8 @@ class Worker:
         size = in_use = waiting = 0
         for pool in pools():
             size += pool.max_size
-            in_use += pool._lent
-            waiting += len(pool._waiting)
+            in_use += pool.lent
+            waiting += pool.waiting
         self.pool_size.set(size)
         self.pool_in_use.set(in_use)
         self.pool_waiting.set(waiting)
@@ -259,7 +259,7 @@ def occupancy(worker):
 def pools():
     """This process's database pools (database/pooled/), if the settings use them."""
     module = sys.modules.get(POOL_MODULE)
-    return list(module.DatabaseWrapper._pools.values()) if module is not None else ()
+    return module.pools() if module is not None else ()
 
 
 POOL_MODULE = "config.gunicorn.database.pooled.base"
@@ -268,37 +268,18 @@ POOL_MODULE = "config.gunicorn.database.pooled.base"
 def measure_pool_waits():
     """Time each request's wait for a pooled connection, and count those that gave up.
 
-    The pool's getconn() either lends a slot at once, waits for one (up to
-    DJANGO_DB_POOL_TIMEOUT, then raises OperationalError: a 503), or opens a
-    connection: the wait is the time until it got its slot, without the connect.
+    The pool tells of each loan (its on_loan hook): lent at once, after a wait for a
+    slot, or given up after DJANGO_DB_POOL_TIMEOUT (an OperationalError: a 503).
     """
     try:
         pooled = importlib.import_module(POOL_MODULE)
     except ImportError:  # no PostgreSQL driver: no pool either
         return
-    if getattr(pooled.ConnectionPool, "measured", False):
-        return
+    pooled.ConnectionPool.on_loan = staticmethod(record_loan)
 
-    class MeasuredPool(pooled.ConnectionPool):
-        measured = True
 
-        def getconn(self, connect):
-            started = time.perf_counter()
-            opening = []
-
-            def timed_connect():
-                opening.append(time.perf_counter())
-                return connect()
-
-            try:
-                return super().getconn(timed_connect)
-            except pooled.base.Database.OperationalError:
-                if not opening:  # gave up waiting, not a failed connect
-                    with tally.pool_waits.lock:
-                        tally.pool_timeouts += 1
-                raise
-            finally:
-                waited = (opening[0] if opening else time.perf_counter()) - started
-                tally.pool_waits.observe((), waited)
-
-    pooled.ConnectionPool = MeasuredPool  # DatabaseWrapper makes its pools from this name
+def record_loan(waited_s, gave_up):
+    tally.pool_waits.observe((), waited_s)
+    if gave_up:
+        with tally.pool_waits.lock:
+            tally.pool_timeouts += 1

@@ -30,6 +30,7 @@ cooperative, so one pool serves greenlets (gevent) and threads (gthread, ASGI).
 """
 
 import threading
+import time
 from collections import deque
 from functools import partial
 
@@ -50,6 +51,10 @@ class Waiter:
 
 
 class ConnectionPool:
+    # Told of every loan: the seconds it waited for a slot, and whether it gave up (a 503).
+    # The metrics set it (observability/metrics.py); None: nobody is told.
+    on_loan = None
+
     def __init__(self, max_size, timeout):
         self.max_size = max_size
         self.timeout = timeout
@@ -68,8 +73,16 @@ class ConnectionPool:
             else:
                 waiter = Waiter()
                 self._waiting.append(waiter)
-        if waiter is not None:
-            connection = self._wait(waiter)
+        if waiter is None:
+            self.report_loan(0.0)
+        else:
+            started = time.monotonic()
+            try:
+                connection = self._wait(waiter)
+            except base.Database.OperationalError:
+                self.report_loan(time.monotonic() - started, gave_up=True)
+                raise
+            self.report_loan(time.monotonic() - started)
         if connection is not None:
             return connection
         try:
@@ -77,6 +90,20 @@ class ConnectionPool:
         except BaseException:
             self._hand_over(None)
             raise
+
+    def report_loan(self, waited_s, gave_up=False):
+        if self.on_loan is not None:
+            self.on_loan(waited_s, gave_up)
+
+    @property
+    def lent(self):
+        """Connections lent to requests, or being opened for them."""
+        return self._lent
+
+    @property
+    def waiting(self):
+        """Requests waiting for a connection."""
+        return len(self._waiting)
 
     def _wait(self, waiter):
         if not waiter.ready.wait(self.timeout):
@@ -112,6 +139,14 @@ class ConnectionPool:
 
 _pools = {}  # per process, shared by every thread
 _pools_lock = threading.Lock()
+
+
+def pools():
+    """This process's pools, one per database."""
+    with _pools_lock:
+        return list(_pools.values())
+
+
 _wrappers = {}  # the pooled DatabaseWrapper class of each engine
 
 
