@@ -20,7 +20,7 @@ from .capacity import capacities
 from .generator import LocustError, read_stats
 from .options import OneLineParser, latency, requests_per_second
 from .recommendation import recommend
-from .sampling import GENERATOR_BOUND_CPU
+from .sampling import GENERATOR_BOUND_CPU, METRICS_WATCHER
 from .server import PRESETS
 from .sizing import Sizing
 from .table import COLUMNS, cells, describe_machine
@@ -178,7 +178,7 @@ def judge(measurements, results):
             generator_cpu=usage["generator_cpu"],
             upstream_cpu=usage.get("upstream_cpu"),
             generator_bound=generator_bound,
-            watched=usage.get("watched") or {},
+            **server_side((usage.get("watched") or {}).get(METRICS_WATCHER) or {}),
         )
         if model == "open":
             arrivals = run["arrivals"]
@@ -194,6 +194,23 @@ def judge(measurements, results):
             )
         row["note"] = ", ".join(notes)
     return rows
+
+
+def server_side(figures):
+    """The row's figures from the server's own metrics (the words an operator alerts on).
+
+    Empty for the rows that export none: baseline, stock, granian.
+    """
+    if not figures or "error" in figures:
+        return {}
+    p99_s = figures["gunicorn_request_duration_seconds_p99"]
+    pool_wait_s = figures["gunicorn_db_pool_wait_seconds_p99"]
+    return {
+        "server_p99_ms": None if p99_s is None else p99_s * 1000,
+        "saturation_max": figures["gunicorn_saturation_max"],
+        "pool_wait_p99_ms": None if pool_wait_s is None else pool_wait_s * 1000,
+        "worker_restarts": int(figures["gunicorn_worker_boots_total"]),
+    }
 
 
 def load_text(users, rate):

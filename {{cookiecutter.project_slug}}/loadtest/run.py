@@ -44,7 +44,7 @@ from .demo import DEMO_SCENARIOS
 {%- endif %}
 from .options import parse
 from .results import new_results_dir, now
-from .sampling import Usage, tree_cpu_seconds
+from .sampling import MetricsWatcher, Usage, tree_cpu_seconds
 from .scenarios import from_locustfile
 from .search import Search
 from .server import (
@@ -375,8 +375,8 @@ class Session:
         return run
 
     def watchers(self, server):
-        """More samplers of `server` for each run (sampling.Watcher): none yet."""
-        return ()
+        """More samplers of `server` for each run (sampling.Watcher): a preset's metrics."""
+        return (MetricsWatcher(server.metrics_url),) if server.metrics_url else ()
 
     def reason_to_skip(self, scenario, sizing, users):
         """Why a run of a row with no connection budget would crowd PostgreSQL out; None if not."""

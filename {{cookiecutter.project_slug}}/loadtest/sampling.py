@@ -114,6 +114,38 @@ class Watcher(Protocol):
         """What it found, JSON-serialisable: stored in the run's usage under `name`."""
 
 
+METRICS_WATCHER = "metrics"
+
+
+class MetricsWatcher:
+    """The server's own metrics over the measured window: the figures production alerts on.
+
+    A Watcher (above) around config.gunicorn.observability.lab.Watch, which scrapes the
+    instance's /metrics from the first sample on and reads its figures at the end.
+    """
+
+    name = METRICS_WATCHER
+
+    def __init__(self, url):
+        self.url = url
+        self.watch = None
+
+    def sample(self, server):
+        if self.watch is None:
+            from config.gunicorn.observability.lab import Watch
+
+            self.watch = Watch(self.url).__enter__()
+
+    def result(self):
+        if self.watch is None:
+            return None
+        try:
+            self.watch.__exit__(None, None, None)
+        except OSError as exc:  # the server went away: the run says so elsewhere
+            return {"error": str(exc)}
+        return self.watch.figures
+
+
 class Sampler:
     """Samples in a thread while Locust's progress file says its users are running."""
 

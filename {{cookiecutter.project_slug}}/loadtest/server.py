@@ -139,7 +139,7 @@ def application_name(row, port):
     return f"loadtest-{row}-{port}"
 
 
-def environment(row, port, extra=None):
+def environment(row, port, extra=None, metrics_port=None):
     env = {
         **os.environ,
         **SERVER_ENVIRONMENT,
@@ -149,6 +149,8 @@ def environment(row, port, extra=None):
     }
     if row in PRESETS:
         env["GUNICORN_PRESET"] = row
+        if metrics_port is not None:
+            env["METRICS_PORT"] = str(metrics_port)
         return env
     for name in [*OWN_VARIABLES, *(name for name in env if name.startswith("GRANIAN_"))]:
         env.pop(name, None)
@@ -161,6 +163,13 @@ class Server:
     port: int
     process: object  # subprocess.Popen of the gunicorn master
     log_path: Path
+    metrics_port: int | None = None  # where a preset's master serves /metrics
+
+    @property
+    def metrics_url(self):
+        if self.metrics_port is None:
+            return None
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def url(self):
@@ -207,18 +216,19 @@ def running_server(preset, log_path, cpus=None, extra_env=None, sizing=None):
     `sizing` (sizing.Sizing): what the stock and granian rows are started with.
     """
     port = free_port()
+    metrics_port = free_port() if preset in PRESETS else None
     with (
         open(log_path, "w") as log,
         processes.running(
             command(preset, port, sizing),
-            env=environment(preset, port, extra_env),
+            env=environment(preset, port, extra_env, metrics_port),
             cwd=PROJECT_DIR,
             cpus=cpus,
             stdout=log,
             grace=40.0,  # gunicorn's graceful_timeout is 25 s
         ) as process,
     ):
-        server = Server(preset, port, process, Path(log_path))
+        server = Server(preset, port, process, Path(log_path), metrics_port)
         wait_until_ready(server)
         yield server
 

@@ -13,6 +13,11 @@ COLUMNS = (
     ("bound req/s", "bound_rps", "{:,.0f}"),
     ("bound by", "bound_limit", "{}"),
     ("efficiency", "efficiency", "{:.0%}"),
+    # From the server's own metrics (/metrics on METRICS_PORT), the presets' rows only.
+    ("server p99 ms", "server_p99_ms", "{:,.0f}"),
+    ("peak saturation", "saturation_max", "{:.2f}"),
+    ("pool wait p99 ms", "pool_wait_p99_ms", "{:,.0f}"),
+    ("worker restarts", "worker_restarts", "{}"),
     ("peak db conns", "peak_db_connections", "{}"),
     ("busiest worker", "busiest_worker_share", "{:.0%}"),
     ("memory MiB", "memory_mib", "{:,.0f}"),
