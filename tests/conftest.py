@@ -39,6 +39,11 @@ PROJECT_VARIABLES = (
 )
 for name in [name for name in os.environ if name.startswith(PROJECT_VARIABLES)]:
     del os.environ[name]
+# The tests send Ctrl-C's SIGINT to what they start. A shell that runs them in the background
+# (`.ci/run &`) ignores SIGINT, and an ignored signal stays ignored in every child: a handler
+# here makes the children start with the default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def bake(output_dir, **answers):

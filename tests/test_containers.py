@@ -27,9 +27,10 @@ BAKES = {"psycopg": {}, "psycopg2": {"database_driver": "psycopg2"}}
 PRESETS = ("sync", "gthread", "gevent", "asgi")
 APP_UID = 10001
 MIB = 2**20
-# What the Dockerfile may add on top of its base (the single-stage image added 90 MiB, with
-# a gevent preset that could not start).
-MAX_ADDED_MIB = 90
+# What the Dockerfile may add on top of its base: 83 MiB, then 90 with the production
+# evidence's packages (sentry-sdk, prometheus-client, urllib3, certifi); the single-stage
+# image added 90 MiB before them, with a gevent preset that could not start.
+MAX_ADDED_MIB = 100
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +82,7 @@ def get(url, timeout=10):
         return response.status, response.read()
 
 
-def test_the_image_adds_at_most_90_mib_to_its_base_and_no_pip(engine, image):
+def test_the_image_adds_at_most_100_mib_to_its_base_and_no_pip(engine, image):
     base = containers.image_size(engine, BASE_IMAGE)
     size = containers.image_size(engine, image.id)
     added = (size - base) / MIB

@@ -276,10 +276,11 @@ def test_the_pool_metrics_move_on_demo_db_and_a_blocked_loop_is_named(
     assert waits == 24
     waited = metric(samples, "gunicorn_db_pool_wait_seconds_bucket", le="0.1")
     assert waited < 24, "most waited for a connection"
-    assert metric(samples, "gunicorn_event_loop_blocked_total", route="demo-cpu") >= 1
+    # One block, one count and one line (gevent's monitor reports it every 0.1 s it lasts).
+    assert metric(samples, "gunicorn_event_loop_blocked_total", route="demo-cpu") == 1
     reports = [line for line in log.splitlines() if "Event loop blocked" in line]
     named = [line for line in reports if "by demo-cpu" in line]
-    assert named, reports
+    assert len(named) == 1, reports
     assert "count_primes_below" in named[0], named[0]  # the blocking stack
 
 
@@ -298,11 +299,14 @@ def test_counters_survive_kill_9_and_100_recycles_without_files_piling_up(
         DATABASE_URL=module_database, DJANGO_DEMO_ENDPOINTS="true", **env,
     )  # fmt: skip
     metrics = f"http://127.0.0.1:{metrics_port}"
-    totals = []
+    totals, sent = [], 0
     with running_server(args, cwd=project.path, env=env, port=port) as server:
-        for round_ in range(110):
+        # Until 100 workers have been recycled (about 110 rounds of 5 requests: a worker
+        # killed with fewer than 5 served, and the last two, are not), within 200 rounds.
+        for round_ in range(200):
             for _ in range(5):
                 server.get("/demo/io?ms=0")
+            sent += 5
             if round_ == 50:  # a worker in the middle of a request (not one ending anyway)
                 slow = threading.Thread(target=get_cut_short, args=(server, "/demo/io?ms=3000"))
                 slow.start()
@@ -310,17 +314,22 @@ def test_counters_survive_kill_9_and_100_recycles_without_files_piling_up(
                 for pid in server.workers():
                     os.kill(pid, signal.SIGKILL)
                 slow.join()
-            totals.append(metric(scrape(metrics), "gunicorn_request_duration_seconds_count"))
+            samples = scrape(metrics)
+            totals.append(metric(samples, "gunicorn_request_duration_seconds_count"))
+            recycled = metric(samples, "gunicorn_worker_exits_total", reason="max_requests")
+            if recycled >= 100:
+                break
         time.sleep(1.5)
         samples = scrape(metrics)
         files = sorted(path.name for path in directory.iterdir())
         workers = server.workers()
     assert totals == sorted(totals), "a total went backwards"
-    # The readiness probe's requests are counted too: at least the 550 sent here.
-    assert metric(samples, "gunicorn_request_duration_seconds_count", route="demo-io") >= 540
-    recycled = metric(samples, "gunicorn_worker_exits_total", reason="max_requests")
-    assert recycled >= 100
-    assert metric(samples, "gunicorn_worker_exits_total", reason="crash") >= 1
+    # Workers flush their counts once a second: the two killed lose their last second's few.
+    assert metric(samples, "gunicorn_request_duration_seconds_count", route="demo-io") >= sent - 10
+    exits = {dict(pairs)["reason"]: value for (name, pairs), value in samples.items()
+             if name == "gunicorn_worker_exits_total"}  # fmt: skip
+    assert exits.get("max_requests", 0) >= 100, (exits, sent)
+    assert exits.get("crash", 0) >= 1, exits
     # The live workers' files, two archives, the liveness record, the lock, the server's pid.
     kinds = ("counter", "histogram", "gauge_livesum", "gauge_liveall")
     live = {f"{kind}_{pid}.db" for pid in workers for kind in kinds}

@@ -11,12 +11,6 @@ logarithmic (queues make latencies span orders of magnitude) and shows the
 objective the recommendation respects.
 """
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display needed, none opened
-
-import matplotlib.pyplot as plt
-
 WIDTH_IN, ROW_HEIGHT_IN, DPI = 12, 3.6, 100
 
 
@@ -26,6 +20,13 @@ def groups(summary):
 
 
 def draw(summary, path):
+    # Imported here: matplotlib takes 0.9 s, which a bad option on the command line, checked
+    # before anything runs, should not wait for.
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, none opened
+    import matplotlib.pyplot as plt
+
     rows = [row for row in summary["rows"] if not row["error"] and row.get("rps") is not None]
     presets = list(dict.fromkeys(row["preset"] for row in summary["rows"]))
     colours = {preset: f"C{number % 10}" for number, preset in enumerate(presets)}

@@ -148,7 +148,8 @@ def judge(measurements, results):
         mix = [(weight, Cost(**preset["costs"][name])) for weight, name in run["mix"]]
         capacity = Capacity(sizing.slots, sizing.database_connections, sizing.cpus)
         others_cpu = (usage["generator_cpu"] or 0.0) + (usage.get("upstream_cpu") or 0.0)
-        cpu_s_in_run = usage["server_cpu"] / stats.rps if stats.rps else None
+        server_cpu = usage["server_cpu"]  # None: the run was too short for two samples
+        cpu_s_in_run = server_cpu / stats.rps if stats.rps and server_cpu is not None else None
         run_bound = bound(
             run["users"],
             mix,

@@ -37,9 +37,17 @@ def measurements():
     return json.loads((RECORDED / "measurements.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """(the results folder, the summary) of the recorded run, judged once for the module's
+    readers: writing the report and drawing its chart takes about a second."""
+    results = Path(shutil.copytree(RECORDED, tmp_path_factory.mktemp("judged") / "results"))
+    return results, report.write(results)
+
+
 @pytest.fixture
-def summary(results):
-    return report.write(results)
+def summary(written):
+    return written[1]
 
 
 def row_of(summary, preset, scenario):
@@ -212,7 +220,8 @@ def png_size(data):
     return struct.unpack(">II", data[16:24])
 
 
-def test_the_report_files(results, summary):
+def test_the_report_files(written):
+    results, summary = written
     assert json.loads((results / "summary.json").read_text()) == json.loads(json.dumps(summary))
     markdown = (results / "summary.md").read_text()
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
@@ -253,9 +262,12 @@ RECORDED_SEARCH = Path(__file__).parent / "data" / "loadtest-capacity"
 TARGETS = (100, 300, 1000, 1500, 5000, 20000)
 
 
-@pytest.fixture
-def searched(tmp_path):
-    results = Path(shutil.copytree(RECORDED_SEARCH, tmp_path / "results"))
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """(the results folder, the summary) of the recorded search, judged once; the tests that
+    judge it again for a target rewrite its report files, and read only what they wrote."""
+    results = tmp_path_factory.mktemp("searched") / "results"
+    shutil.copytree(RECORDED_SEARCH, results)
     return results, report.write(results)
 
 

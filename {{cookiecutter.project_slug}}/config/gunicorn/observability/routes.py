@@ -8,6 +8,7 @@ matched no route is `unmatched`. A project that does not add the middleware
 gets `unrouted` for every request.
 """
 
+import itertools
 import sys
 
 KEY = "kit.route"
@@ -21,10 +22,11 @@ def of_path(path):
     return PROBES.get(path, UNMATCHED)
 
 
-# The gevent worker's requests, by greenlet, while their view runs: the event-loop
-# monitor (loopwatch.py) names the view that blocked the loop from here. None unless
-# it watches.
+# greenlet -> (its last request's serial, the view it ran, None before one): the event-loop
+# monitor (loopwatch.py) names the view that blocked the loop from here, once the view may
+# have returned. None unless it watches (the gevent worker).
 running_views = None
+serials = itertools.count(1)
 
 
 class RouteMiddleware:
@@ -32,11 +34,9 @@ class RouteMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        try:
-            response = self.get_response(request)
-        finally:
-            if running_views is not None:
-                running_views.pop(current_greenlet(), None)
+        if running_views is not None:
+            running_views[current_greenlet()] = (next(serials), None)
+        response = self.get_response(request)
         match = request.resolver_match
         route = match.view_name if match is not None else of_path(request.path_info)
         getattr(request, "scope", request.META)[KEY] = route
@@ -44,7 +44,9 @@ class RouteMiddleware:
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if running_views is not None:
-            running_views[current_greenlet()] = request.resolver_match.view_name
+            greenlet = current_greenlet()
+            serial, _ = running_views[greenlet]
+            running_views[greenlet] = (serial, request.resolver_match.view_name)
 
 
 def current_greenlet():
