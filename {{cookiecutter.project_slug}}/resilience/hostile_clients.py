@@ -6,6 +6,7 @@ is when and how the server lets go.
 
 import itertools
 import select
+import selectors
 import socket
 import threading
 import time
@@ -174,3 +175,93 @@ def closes_soon(sock, timeout=2.0):
         except OSError:
             return True
     return False
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+@dataclass
+class FloodOutcome:
+    status: int | None  # None: no answer
+    error: str | None  # why there was none
+    seconds: float  # from the request head to the answer, or to giving up
+    bytes_sent: int  # of the body, before the answer came or the connection ended
+    closed: str  # after the answer: "end of file", "reset", or "open" after 2 s
+    sent: bool = True  # the request head reached the server: it counts as sent
+
+
+def post_chunked_flood(port, path, chunk_bytes, max_bytes, max_s=30.0):
+    """POST a chunked body of `chunk_bytes` chunks, up to `max_bytes`, until the server answers.
+
+    The client stops sending once it has read an answer, as RFC 9112 asks of a client that
+    gets an error status mid-body: `bytes_sent` is what the server let in before saying no.
+    A reset while sending ends the sending, not the reading: an answer already in the
+    receive buffer is still read.
+    """
+    head = request_head(
+        "POST",
+        path,
+        port,
+        headers=[("Content-Type", "application/octet-stream"), ("Transfer-Encoding", "chunked")],
+    )
+    chunk = f"{chunk_bytes:x}\r\n".encode() + bytes(chunk_bytes) + b"\r\n"
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(head)
+        sock.setblocking(False)
+        pending, body_sent, received, error = b"", 0, b"", "timed out"
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            while time.monotonic() < started + max_s:
+                for _, events in selector.select(timeout=0.1):
+                    if events & selectors.EVENT_READ:
+                        try:
+                            data = sock.recv(65536)
+                        except OSError as exc:
+                            error = reason(exc)
+                            data = None
+                        if not data:
+                            error = "closed" if data == b"" else error
+                            break
+                        received += data
+                        if b"\r\n\r\n" in received:
+                            break
+                    if events & selectors.EVENT_WRITE:
+                        if not pending:
+                            pending = chunk if body_sent < max_bytes else LAST_CHUNK
+                        try:
+                            count = sock.send(pending)
+                        except BlockingIOError:
+                            continue
+                        except OSError as exc:
+                            error = reason(exc)
+                            selector.modify(sock, selectors.EVENT_READ)  # read what came
+                            continue
+                        body_sent += count
+                        pending = pending[count:]
+                        if not pending and body_sent > max_bytes:  # the last chunk is out
+                            selector.modify(sock, selectors.EVENT_READ)
+                else:
+                    continue
+                break
+        seconds = time.monotonic() - started
+        match = STATUS_LINE.match(received)
+        if match is None:
+            return FloodOutcome(None, error, seconds, body_sent, "no answer")
+        return FloodOutcome(int(match.group(1)), None, seconds, body_sent, how_closed(sock))
+
+
+def how_closed(sock, timeout=2.0):
+    """After an answer: "end of file" or "reset" once the server closes, "open" after `timeout`."""
+    deadline = time.monotonic() + timeout
+    sock.setblocking(True)
+    while (remaining := deadline - time.monotonic()) > 0:
+        sock.settimeout(remaining)
+        try:
+            if not sock.recv(65536):
+                return "end of file"
+        except TimeoutError:
+            break
+        except OSError:
+            return "reset"
+    return "open"

@@ -6,6 +6,7 @@ server (so that no scenario inherits another's damage) and returns its rows
 so and the session moves on.
 """
 
+from .chunked_flood import chunked_flood
 from .db_outage import db_outage
 from .drain import drain
 from .hung_request import hung_request
@@ -20,4 +21,5 @@ SCENARIOS = {
     "db-outage": db_outage,
     "slowloris": slowloris,
     "large-body": large_body,
+    "chunked-flood": chunked_flood,
 }
