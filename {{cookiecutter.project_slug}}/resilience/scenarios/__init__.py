@@ -9,6 +9,7 @@ so and the session moves on.
 from .chunked_flood import chunked_flood
 from .db_outage import db_outage
 from .drain import drain
+from .held_connections import held_connections
 from .hung_request import hung_request
 from .large_body import large_body
 from .slowloris import slowloris
@@ -22,4 +23,5 @@ SCENARIOS = {
     "slowloris": slowloris,
     "large-body": large_body,
     "chunked-flood": chunked_flood,
+    "held-connections": held_connections,
 }
