@@ -1,4 +1,4 @@
-"""Clients that misbehave on purpose: slow request heads (slowloris), oversized bodies.
+"""Clients that misbehave on purpose: slow request heads (slowloris) and bodies, oversized bodies.
 
 Both hold a connection for as long as the server lets them: what they measure
 is when and how the server lets go.
@@ -16,20 +16,38 @@ from .clients import HOST, STATUS_LINE, reason, request_head
 
 
 def endless_head():
-    """The bytes of a request head that never ends: a first line, then made-up headers."""
-    return itertools.chain(b"GET /healthz HTTP/1.1\r\n", itertools.cycle(b"X-Slowloris: 1\r\n"))
+    """A request head that never ends, a byte at a time: a first line, then made-up headers."""
+    head = itertools.chain(b"GET /healthz HTTP/1.1\r\n", itertools.cycle(b"X-Slowloris: 1\r\n"))
+    return (bytes([byte]) for byte in head)
+
+
+def slow_body(port, declared_bytes):
+    """A whole request head declaring `declared_bytes` of body, then the body a byte at a time."""
+    head = request_head(
+        "POST",
+        "/healthz",
+        port,
+        headers=[
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Length", declared_bytes),
+        ],
+    )
+    return itertools.chain([head], itertools.repeat(b"x", declared_bytes))
 
 
 class SlowClients:
-    """`count` connections, each sending its request head one byte every `interval_s`.
+    """`count` connections, each sending the next piece of `stream(port)` every `interval_s`.
 
     A connection counts as closed by the server when it reads an end of file or a reset,
-    or an answer (a 408, a 400): `closed_after_s` holds how long after it was opened.
+    or an answer (a 408, a 400): `closed_after_s` holds how long after it was opened,
+    `answers` the status of each answer and how the connection ended after it.
     """
 
-    def __init__(self, port, count, interval_s=1.0):
+    def __init__(self, port, count, interval_s=1.0, stream=None):
         self.port, self.count, self.interval_s = port, count, interval_s
+        self.stream = stream or (lambda port: endless_head())
         self.closed_after_s = []
+        self.answers = []  # (status, "end of file", "reset" or "open")
         self.refused = 0
         self._open = {}  # socket: (time opened, its bytes to send)
         self._stopping = threading.Event()
@@ -43,7 +61,7 @@ class SlowClients:
                 self.refused += 1
                 continue
             sock.setblocking(False)
-            self._open[sock] = (time.monotonic(), endless_head())
+            self._open[sock] = (time.monotonic(), self.stream(self.port))
         self._thread.start()
         return self
 
@@ -58,7 +76,7 @@ class SlowClients:
             if time.monotonic() >= next_byte_at:
                 for sock, (_, head) in list(self._open.items()):
                     try:
-                        sock.send(bytes([next(head)]))
+                        sock.send(next(head))
                     except BlockingIOError:
                         pass
                     except OSError:
@@ -73,6 +91,13 @@ class SlowClients:
     def _closed(self, sock):
         opened, _ = self._open.pop(sock)
         self.closed_after_s.append(time.monotonic() - opened)
+        try:
+            answer = sock.recv(65536)
+        except OSError:
+            answer = b""
+        match = STATUS_LINE.match(answer)
+        if match:
+            self.answers.append((int(match.group(1)), how_closed(sock)))
         sock.close()
 
     def stop(self):
