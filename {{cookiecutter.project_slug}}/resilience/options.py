@@ -55,7 +55,7 @@ def parser():
         action="store_true",
         help="less steady load around each failure, slow clients watched only as long as the "
         "timeouts they test need, a 100 kB trickling body instead of 1 MB, 10 starts instead "
-        "of 20, no recycle control run: QUICK_TIME instead of FULL_TIME on 2 CPUs",
+        "of 20, no recycle control run: about 15 minutes instead of 25 on 2 CPUs",
     )
     return parser
 
