@@ -1,4 +1,4 @@
-"""Clients that misbehave on purpose: slow request heads (slowloris), oversized bodies.
+"""Clients that misbehave on purpose: slow request heads (slowloris) and bodies, oversized bodies.
 
 Both hold a connection for as long as the server lets them: what they measure
 is when and how the server lets go.
@@ -6,6 +6,7 @@ is when and how the server lets go.
 
 import itertools
 import select
+import selectors
 import socket
 import threading
 import time
@@ -15,20 +16,38 @@ from .clients import HOST, STATUS_LINE, reason, request_head
 
 
 def endless_head():
-    """The bytes of a request head that never ends: a first line, then made-up headers."""
-    return itertools.chain(b"GET /healthz HTTP/1.1\r\n", itertools.cycle(b"X-Slowloris: 1\r\n"))
+    """A request head that never ends, a byte at a time: a first line, then made-up headers."""
+    head = itertools.chain(b"GET /healthz HTTP/1.1\r\n", itertools.cycle(b"X-Slowloris: 1\r\n"))
+    return (bytes([byte]) for byte in head)
+
+
+def slow_body(port, declared_bytes):
+    """A whole request head declaring `declared_bytes` of body, then the body a byte at a time."""
+    head = request_head(
+        "POST",
+        "/healthz",
+        port,
+        headers=[
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Length", declared_bytes),
+        ],
+    )
+    return itertools.chain([head], itertools.repeat(b"x", declared_bytes))
 
 
 class SlowClients:
-    """`count` connections, each sending its request head one byte every `interval_s`.
+    """`count` connections, each sending the next piece of `stream(port)` every `interval_s`.
 
     A connection counts as closed by the server when it reads an end of file or a reset,
-    or an answer (a 408, a 400): `closed_after_s` holds how long after it was opened.
+    or an answer (a 408, a 400): `closed_after_s` holds how long after it was opened,
+    `answers` the status of each answer and how the connection ended after it.
     """
 
-    def __init__(self, port, count, interval_s=1.0):
+    def __init__(self, port, count, interval_s=1.0, stream=None):
         self.port, self.count, self.interval_s = port, count, interval_s
+        self.stream = stream or (lambda port: endless_head())
         self.closed_after_s = []
+        self.answers = []  # (status, "end of file", "reset" or "open")
         self.refused = 0
         self._open = {}  # socket: (time opened, its bytes to send)
         self._stopping = threading.Event()
@@ -42,7 +61,7 @@ class SlowClients:
                 self.refused += 1
                 continue
             sock.setblocking(False)
-            self._open[sock] = (time.monotonic(), endless_head())
+            self._open[sock] = (time.monotonic(), self.stream(self.port))
         self._thread.start()
         return self
 
@@ -57,7 +76,7 @@ class SlowClients:
             if time.monotonic() >= next_byte_at:
                 for sock, (_, head) in list(self._open.items()):
                     try:
-                        sock.send(bytes([next(head)]))
+                        sock.send(next(head))
                     except BlockingIOError:
                         pass
                     except OSError:
@@ -72,6 +91,13 @@ class SlowClients:
     def _closed(self, sock):
         opened, _ = self._open.pop(sock)
         self.closed_after_s.append(time.monotonic() - opened)
+        try:
+            answer = sock.recv(65536)
+        except OSError:
+            answer = b""
+        match = STATUS_LINE.match(answer)
+        if match:
+            self.answers.append((int(match.group(1)), how_closed(sock)))
         sock.close()
 
     def stop(self):
@@ -174,3 +200,93 @@ def closes_soon(sock, timeout=2.0):
         except OSError:
             return True
     return False
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+@dataclass
+class FloodOutcome:
+    status: int | None  # None: no answer
+    error: str | None  # why there was none
+    seconds: float  # from the request head to the answer, or to giving up
+    bytes_sent: int  # of the body, before the answer came or the connection ended
+    closed: str  # after the answer: "end of file", "reset", or "open" after 2 s
+    sent: bool = True  # the request head reached the server: it counts as sent
+
+
+def post_chunked_flood(port, path, chunk_bytes, max_bytes, max_s=30.0):
+    """POST a chunked body of `chunk_bytes` chunks, up to `max_bytes`, until the server answers.
+
+    The client stops sending once it has read an answer, as RFC 9112 asks of a client that
+    gets an error status mid-body: `bytes_sent` is what the server let in before saying no.
+    A reset while sending ends the sending, not the reading: an answer already in the
+    receive buffer is still read.
+    """
+    head = request_head(
+        "POST",
+        path,
+        port,
+        headers=[("Content-Type", "application/octet-stream"), ("Transfer-Encoding", "chunked")],
+    )
+    chunk = f"{chunk_bytes:x}\r\n".encode() + bytes(chunk_bytes) + b"\r\n"
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(head)
+        sock.setblocking(False)
+        pending, body_sent, received, error = b"", 0, b"", "timed out"
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            while time.monotonic() < started + max_s:
+                for _, events in selector.select(timeout=0.1):
+                    if events & selectors.EVENT_READ:
+                        try:
+                            data = sock.recv(65536)
+                        except OSError as exc:
+                            error = reason(exc)
+                            data = None
+                        if not data:
+                            error = "closed" if data == b"" else error
+                            break
+                        received += data
+                        if b"\r\n\r\n" in received:
+                            break
+                    if events & selectors.EVENT_WRITE:
+                        if not pending:
+                            pending = chunk if body_sent < max_bytes else LAST_CHUNK
+                        try:
+                            count = sock.send(pending)
+                        except BlockingIOError:
+                            continue
+                        except OSError as exc:
+                            error = reason(exc)
+                            selector.modify(sock, selectors.EVENT_READ)  # read what came
+                            continue
+                        body_sent += count
+                        pending = pending[count:]
+                        if not pending and body_sent > max_bytes:  # the last chunk is out
+                            selector.modify(sock, selectors.EVENT_READ)
+                else:
+                    continue
+                break
+        seconds = time.monotonic() - started
+        match = STATUS_LINE.match(received)
+        if match is None:
+            return FloodOutcome(None, error, seconds, body_sent, "no answer")
+        return FloodOutcome(int(match.group(1)), None, seconds, body_sent, how_closed(sock))
+
+
+def how_closed(sock, timeout=2.0):
+    """After an answer: "end of file" or "reset" once the server closes, "open" after `timeout`."""
+    deadline = time.monotonic() + timeout
+    sock.setblocking(True)
+    while (remaining := deadline - time.monotonic()) > 0:
+        sock.settimeout(remaining)
+        try:
+            if not sock.recv(65536):
+                return "end of file"
+        except TimeoutError:
+            break
+        except OSError:
+            return "reset"
+    return "open"

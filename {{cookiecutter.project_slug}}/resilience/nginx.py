@@ -31,7 +31,8 @@ pid $folder/nginx.pid;
 error_log $folder/error.log;
 
 events {
-    worker_connections 1024;
+    # held-connections holds 2,200 client connections at once, each with one upstream at most.
+    worker_connections 8192;
 }
 
 http {

@@ -42,7 +42,8 @@ class Check:
 class Row:
     scenario: str
     preset: str
-    via: str = "direct"  # or "nginx": the project's front, deploy/nginx/
+    # or "nginx": the project's front, deploy/nginx/; or "control": recycle without its leak
+    via: str = "direct"
     sent: int = 0
     answered: int = 0
     failed: int = 0
