@@ -19,6 +19,7 @@ from loadtest import processes
 from loadtest.server import PROJECT_DIR, free_port
 
 from .clients import HOST, get
+from .report import Row
 
 NGINX_DIR = PROJECT_DIR / "deploy" / "nginx"
 READY_TIMEOUT_S = 10.0
@@ -124,3 +125,18 @@ def last_error(folder):
         if path.is_file():
             lines += [line.strip() for line in path.read_text(errors="replace").splitlines()]
     return next((line for line in reversed(lines) if line), "no message")
+
+
+def row_through_nginx(scenario, preset, server, context, measure):
+    """The row of `scenario` with the project's nginx in front of `server`: measure(port, row)
+    fills it in; skipped, with the reason, where nginx cannot run here."""
+    reason = unavailable()
+    if reason is not None:
+        return Row(scenario, preset, via="nginx", skipped=reason)
+    row = Row(scenario, preset, via="nginx")
+    try:
+        with running_nginx(server.port, context.results / f"nginx-{preset}") as port:
+            return measure(port, row)
+    except NginxError as exc:
+        row.error = str(exc)
+        return row

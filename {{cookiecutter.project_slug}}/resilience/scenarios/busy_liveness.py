@@ -39,17 +39,15 @@ def busy_liveness(preset, context):
     with serving(preset, context, "busy-liveness") as (server, _):
         row = Row("busy-liveness", preset)
         rows.append(saturate(server.port, server.metrics_port, row, context))
-        reason = nginx.unavailable()
-        if reason is not None:
-            rows.append(Row("busy-liveness", preset, via="nginx", skipped=reason))
-            return rows
-        row = Row("busy-liveness", preset, via="nginx")
-        try:
-            with nginx.running_nginx(server.port, context.results / f"nginx-{preset}") as port:
-                rows.append(saturate(port, server.metrics_port, row, context))
-        except nginx.NginxError as exc:
-            row.error = str(exc)
-            rows.append(row)
+        rows.append(
+            nginx.row_through_nginx(
+                "busy-liveness",
+                preset,
+                server,
+                context,
+                lambda port, row: saturate(port, server.metrics_port, row, context),
+            )
+        )
     return rows
 
 

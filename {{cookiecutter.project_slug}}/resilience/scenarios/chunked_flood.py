@@ -56,17 +56,15 @@ def chunked_flood(preset, context):
             temp_files.peak_bytes <= MAX_REQUEST_BODY and not row.details["tmpdir_left"],
             f"peak {temp_files.peak_bytes:,} bytes, {len(row.details['tmpdir_left'])} file(s) left",
         )
-        reason = nginx.unavailable()
-        if reason is not None:
-            rows.append(Row("chunked-flood", preset, via="nginx", skipped=reason))
-            return rows
-        row = Row("chunked-flood", preset, via="nginx")
-        try:
-            with nginx.running_nginx(server.port, context.results / f"nginx-{preset}") as port:
-                rows.append(flood(port, row, context))
-        except nginx.NginxError as exc:
-            row.error = str(exc)
-            rows.append(row)
+        rows.append(
+            nginx.row_through_nginx(
+                "chunked-flood",
+                preset,
+                server,
+                context,
+                lambda port, row: flood(port, row, context),
+            )
+        )
     return rows
 
 

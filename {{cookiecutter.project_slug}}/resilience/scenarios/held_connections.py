@@ -50,17 +50,15 @@ def held_connections(preset, context):
     with serving(preset, context, "held-connections") as (server, _):
         for load in loads:
             rows.append(hold(server.port, load, Row("held-connections", preset), context))
-        reason = nginx.unavailable()
-        if reason is not None:
-            rows.append(Row("held-connections", preset, via="nginx", skipped=reason))
-            return rows
-        row = Row("held-connections", preset, via="nginx")
-        try:
-            with nginx.running_nginx(server.port, context.results / f"nginx-{preset}") as port:
-                rows.append(hold(port, loads[-1], row, context))
-        except nginx.NginxError as exc:
-            row.error = str(exc)
-            rows.append(row)
+        rows.append(
+            nginx.row_through_nginx(
+                "held-connections",
+                preset,
+                server,
+                context,
+                lambda port, row: hold(port, loads[-1], row, context),
+            )
+        )
     return rows
 
 

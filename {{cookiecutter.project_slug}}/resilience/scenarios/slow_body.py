@@ -45,17 +45,15 @@ def slow_body_clients(preset, context):
     rows = []
     with serving(preset, context, "slow-body") as (server, _):
         rows.append(trickle(server, server.port, Row("slow-body", preset), context))
-        reason = nginx.unavailable()
-        if reason is not None:
-            rows.append(Row("slow-body", preset, via="nginx", skipped=reason))
-            return rows
-        row = Row("slow-body", preset, via="nginx")
-        try:
-            with nginx.running_nginx(server.port, context.results / f"nginx-{preset}") as port:
-                rows.append(trickle(server, port, row, context))
-        except nginx.NginxError as exc:
-            row.error = str(exc)
-            rows.append(row)
+        rows.append(
+            nginx.row_through_nginx(
+                "slow-body",
+                preset,
+                server,
+                context,
+                lambda port, row: trickle(server, port, row, context),
+            )
+        )
     return rows
 
 

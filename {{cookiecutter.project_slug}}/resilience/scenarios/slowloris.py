@@ -32,17 +32,15 @@ def slowloris(preset, context):
     rows = []
     with serving(preset, context, "slowloris") as (server, _):
         rows.append(slow_clients_against(server.port, Row("slowloris", preset), context))
-        reason = nginx.unavailable()
-        if reason is not None:
-            rows.append(Row("slowloris", preset, via="nginx", skipped=reason))
-            return rows
-        row = Row("slowloris", preset, via="nginx")
-        try:
-            with nginx.running_nginx(server.port, context.results / f"nginx-{preset}") as port:
-                rows.append(slow_clients_against(port, row, context))
-        except nginx.NginxError as exc:
-            row.error = str(exc)
-            rows.append(row)
+        rows.append(
+            nginx.row_through_nginx(
+                "slowloris",
+                preset,
+                server,
+                context,
+                lambda port, row: slow_clients_against(port, row, context),
+            )
+        )
     return rows
 
 
