@@ -181,25 +181,8 @@ def post_large_body(port, path, declared_bytes, early_bytes, early_wait_s=2.0, m
             seconds=seconds,
             bytes_sent=sent,
             answered_before_body=sent == len(head) + early_bytes,
-            closed_after_answer=closes_soon(sock),
+            closed_after_answer=how_closed(sock) != "open",
         )
-
-
-def closes_soon(sock, timeout=2.0):
-    """Whether the server closes the connection within `timeout`: the rest of the answer, then
-    an end of file or a reset."""
-    deadline = time.monotonic() + timeout
-    sock.setblocking(True)
-    while (remaining := deadline - time.monotonic()) > 0:
-        sock.settimeout(remaining)
-        try:
-            if not sock.recv(65536):
-                return True
-        except TimeoutError:
-            return False
-        except OSError:
-            return True
-    return False
 
 
 LAST_CHUNK = b"0\r\n\r\n"
