@@ -2,6 +2,7 @@
 
 import json
 import os
+import runpy
 import shutil
 import signal
 import socket
@@ -22,21 +23,12 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEMPLATE_TESTS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-# What the generated project's settings, presets and sessions read. The tests set what they
-# mean to; none of it may come from the shell that runs them (DJANGO_ALLOWED_HOSTS=* there
-# failed a generated project's test), so it leaves the environment of every process here.
-PROJECT_VARIABLES = (
-    "DJANGO_",
-    "DATABASE_",
-    "GUNICORN_",
-    "WEB_CONCURRENCY",
-    "PORT",
-    "FORWARDED_ALLOW_IPS",
-    "METRICS_PORT",
-    "LOG_FORMAT",
-    "SENTRY_DSN",
-    "OTEL_",
-)
+# What the generated project's settings, presets and sessions read: the list its own tests'
+# plugin keeps (running it clears them, but for DATABASE_URL). The tests set what they mean
+# to; none of it may come from the shell that runs them (DJANGO_ALLOWED_HOSTS=* there failed
+# a generated project's test), so all of it leaves the environment of every process here.
+CLEAN_ENVIRONMENT = TEMPLATE_DIR / "{{cookiecutter.project_slug}}/tests/clean_environment.py"
+PROJECT_VARIABLES = runpy.run_path(str(CLEAN_ENVIRONMENT))["READ_BY_THE_PROJECT"]
 for name in [name for name in os.environ if name.startswith(PROJECT_VARIABLES)]:
     del os.environ[name]
 # The tests send Ctrl-C's SIGINT to what they start. A shell that runs them in the background

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_containers import kustomize
 from test_presets import environment, run
 
 pytestmark = pytest.mark.slow
@@ -328,15 +329,6 @@ def test_without_demo_endpoints_it_runs_your_own_locust_file(
     assert row["error"] is None
     assert row["requests"] > 0
     assert row["bound_rps"] > 0
-
-
-def kustomize():
-    """The command that renders a Kustomize overlay here, or None."""
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    return None
 
 
 @pytest.fixture(scope="module")

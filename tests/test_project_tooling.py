@@ -90,27 +90,24 @@ def test_pre_commit_runs_the_locked_ruff_on_a_commit(installed_project, tmp_path
         "PATH": f"{project.venv / 'bin'}:{os.environ['PATH']}",
         "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
     }
-    result = subprocess.run(
-        [project.bin("pre-commit"), "run", "--all-files"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def pre_commit():
+        return subprocess.run(
+            [project.bin("pre-commit"), "run", "--all-files"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    result = pre_commit()
     output = result.stdout + result.stderr
     assert result.returncode == 1, output  # it found the unused import and fixed the format
     assert re.search(r"ruff check\.+Failed", output), output
     assert re.search(r"ruff format\.+Failed", output), output
     assert (work / "badly_formatted.py").read_text() == 'x = {"a": 1}\n'
-    again = subprocess.run(
-        [project.bin("pre-commit"), "run", "--all-files"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = pre_commit()
     assert again.returncode == 0, again.stdout + again.stderr  # the rest of the bake is clean
 
 
