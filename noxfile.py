@@ -30,9 +30,10 @@ nox.options.sessions = ["tests"]
 
 @nox.session
 def tests(session):
-    """Run the template's tests; pass pytest options after `--`."""
+    """Run the template's tests, in two workers (tests/conftest.py says which module runs where);
+    pass pytest options after `--` (`-n 0`: one process)."""
     session.install("-r", "tests/requirements.txt")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-n", "2", "--dist", "loadgroup", *session.posargs)
 
 
 @nox.session

@@ -208,7 +208,7 @@ def test_prometheus_counts_what_locust_sent_and_sees_saturation(
         scraper = prometheus(metrics.removeprefix("http://"))
         time.sleep(2)
         window_start = time.time()
-        light = locust(project, tmp_path, server.url, "/demo/io?ms=50", users=1, seconds=8)
+        light = locust(project, tmp_path, server.url, "/demo/io?ms=50", users=1, seconds=5)
         light_end = time.time()
         overloaded_users = slots if preset == "gevent" else 2 * slots  # gevent sheds beyond
         timings = []
@@ -224,7 +224,7 @@ def test_prometheus_counts_what_locust_sent_and_sees_saturation(
         busy.start()
         heavy_start = time.time()
         heavy = locust(
-            project, tmp_path, server.url, "/demo/io?ms=100", users=overloaded_users, seconds=12
+            project, tmp_path, server.url, "/demo/io?ms=100", users=overloaded_users, seconds=8
         )
         heavy_end = time.time()
         busy.join()
