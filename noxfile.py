@@ -30,10 +30,11 @@ nox.options.sessions = ["tests"]
 
 @nox.session
 def tests(session):
-    """Run the template's tests, in two workers (tests/conftest.py says which module runs where);
-    pass pytest options after `--` (`-n 0`: one process)."""
+    """Run the template's tests in two workers, a module to each in turn, the longest first
+    (tests/conftest.py); pass pytest options after `--` (`-n 0`: in one process)."""
     session.install("-r", "tests/requirements.txt")
-    session.run("pytest", "-n", "2", "--dist", "loadgroup", *session.posargs)
+    workers = ("-n", "2", "--dist", "loadfile", "--no-loadscope-reorder")
+    session.run("pytest", *workers, *session.posargs)
 
 
 @nox.session
