@@ -248,7 +248,8 @@ def asgi_request(headers, body_messages=(), path=b"/"):
         "headers": headers,
         "client": ("127.0.0.1", 5000),
     }
-    asyncio.run(asgi.guard(application, logging.getLogger("test"))(scope, receive, send))
+    guarded = asgi.guard(application, logging.getLogger("test"), asgi.KeepAlivePromises())
+    asyncio.run(guarded(scope, receive, send))
     return seen, sent
 
 
@@ -258,6 +259,31 @@ def test_the_asgi_guard_refuses_what_the_wsgi_workers_refuse():
     assert seen == [] and sent[0]["status"] == 413
     seen, sent = asgi_request([])
     assert seen == [] and sent[0]["status"] == 400  # HTTP/1.1 without a Host
+
+
+def test_a_replaced_asgi_worker_says_close_and_counts_the_responses_that_promised_keep_alive():
+    promises = asgi.KeepAlivePromises()
+    under_way = []
+
+    async def application(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        under_way.append(promises.under_way)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "http_version": "1.1", "raw_path": b"/", "headers": [(b"host", b"a")]}
+    guarded = asgi.guard(application, logging.getLogger("test"), promises)
+    sent = []
+    asyncio.run(guarded(scope, None, send))
+    assert (b"connection", b"close") not in sent[0]["headers"]
+    assert under_way == [1] and promises.under_way == 0  # from its head to its end
+    promises.closing = True
+    sent = []
+    asyncio.run(guarded(scope, None, send))
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert under_way == [1, 0] and promises.under_way == 0
 
 
 def test_the_asgi_guard_gives_the_application_the_whole_body_and_the_path():

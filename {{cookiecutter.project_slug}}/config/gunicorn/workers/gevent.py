@@ -46,7 +46,7 @@ from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
 from config.gunicorn.observability.requestid import request_scope
-from config.gunicorn.workers.lifecycle import Lifecycle
+from config.gunicorn.workers.lifecycle import STOP_LINGER_S, Lifecycle
 from config.gunicorn.workers.limits import (
     REQUEST_HEAD_TIMEOUT,
     SLOW_HEAD,
@@ -62,7 +62,6 @@ from config.gunicorn.workers.limits import (
 PROBE_PATHS = ("/healthz", "/readyz")
 SHED_HEAD_TIMEOUT = 1
 SHED_FACTOR = 2  # connections a worker takes, in worker_connections
-STOP_LINGER_S = 2  # as gunicorn's gthread worker: STOP_KEEPALIVE_LINGER
 # The system call itself, not gevent's cooperative version: asking whether a socket has
 # data costs one call, where a wait through gevent's hub (even for data already there)
 # cost 5 % of a worker's time on /healthz.
@@ -207,7 +206,7 @@ class RequestHeadWait:
                 worker.idle.pop(greenlet, None)
         # The worker is stopping: a client may be sending its next request as it reads the
         # last response, which said keep-alive. Waited for a while, that request is served,
-        # with Connection: close (gunicorn's gthread worker lingers as long).
+        # with Connection: close.
         wait_read(fileno, timeout=STOP_LINGER_S, timeout_exc=StopIteration)
 
 

@@ -37,6 +37,9 @@ from config.gunicorn.environment import read_environment
 from config.gunicorn.workers.recycle import MemoryRecycle
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+# How long a stopping worker waits for the next request on a kept-alive connection, which
+# its last response said stays open (gunicorn's gthread worker: STOP_KEEPALIVE_LINGER).
+STOP_LINGER_S = 2
 _release_registered = False
 
 
@@ -79,13 +82,16 @@ class Lifecycle:
 
     def notify(self):
         super().notify()
-        if self.alive:
+        if self.alive and not self.recycling:
             reason = self.recycle.due(self.nr)
             if reason:
                 self.log.info("Replacing worker %s: %s", self.pid, reason)
                 self.recycling = True
-                self.alive = False
-                self.stop_accepting()
+                self.stop_for_replacement()
+
+    def stop_for_replacement(self):
+        self.alive = False
+        self.stop_accepting()
 
     def stop_accepting(self):
         """Wake whatever waits for connections, for it to see `alive` is False."""
