@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import tomllib
 
@@ -128,3 +129,27 @@ def test_every_preset_boots_and_serves_every_endpoint(resolved, database_url):
         served = re.findall(rf"^{preset}\s+(/\S+)\s+200\b", output, flags=re.MULTILINE)
         assert "/healthz" in served and "/demo/db?ms=50" in served, output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_pip_finds_one_set_of_versions_for_the_dev_extra(tmp_path, driver):
+    # The generated README installs with the pip of `python3 -m venv` (23.2 with Python
+    # 3.11.7), whose resolver backtracks less than uv's or a newer pip's: a range over
+    # OpenTelemetry's instrumentations (betas that require each other's own release)
+    # resolved with those and made it give up once half of a release was out.
+    project = bake(tmp_path, database_driver=driver)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--quiet"]
+    result = subprocess.run(
+        [*pip, "--report", "-", "-e", f"{project}[dev]"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    chosen = {
+        item["metadata"]["name"].lower(): item["metadata"]["version"]
+        for item in json.loads(result.stdout)["install"]
+    }
+    instrumentations = {
+        version for name, version in chosen.items() if name.startswith("opentelemetry-instr")
+    }
+    assert len(instrumentations) == 1, chosen
