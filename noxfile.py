@@ -30,11 +30,10 @@ nox.options.sessions = ["tests"]
 
 @nox.session
 def tests(session):
-    """Run the template's tests in two workers, a module to each in turn, the longest first
-    (tests/conftest.py); pass pytest options after `--` (`-n 0`: in one process)."""
+    """Run the template's tests in two workers, the modules that time load one after another
+    on one of them (tests/conftest.py); pass pytest options after `--` (`-n 0`: one process)."""
     session.install("-r", "tests/requirements.txt")
-    workers = ("-n", "2", "--dist", "loadfile", "--no-loadscope-reorder")
-    session.run("pytest", *workers, *session.posargs)
+    session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session
