@@ -43,10 +43,7 @@ class GuardedSyncWorker(Lifecycle, SyncWorker):
         if self.cfg.is_ssl:
             return super().handle(listener, client, addr)  # gunicorn wraps the socket itself
         client.settimeout(REQUEST_HEAD_TIMEOUT)
-        head_bound = HeadBoundSocket(client)
-        super().handle(listener, head_bound, addr)
-        if head_bound.stalled:
-            log_closed(self.log, addr, SLOW_HEAD)
+        super().handle(listener, HeadBoundSocket(client, self.log, addr), addr)
 
     @request_scope  # the request ID, and its count in flight: observability/
     def handle_request(self, listener, req, client, addr):
@@ -99,11 +96,13 @@ class HeadBoundSocket:
     """A client socket whose request head times out into the end of the connection.
 
     gunicorn's sync worker logs a traceback for a socket timeout while it reads a
-    request head; an end of input it closes quietly. The worker logs one line.
+    request head; an end of input it closes quietly. The line is logged here, before
+    gunicorn closes the connection: logged after, it came once the client had seen
+    the close, and a CI run read the log in between.
     """
 
-    def __init__(self, sock):
-        self.sock = sock
+    def __init__(self, sock, log, addr):
+        self.sock, self.log, self.addr = sock, log, addr
         self.reading_head = True
         self.stalled = False
 
@@ -113,7 +112,9 @@ class HeadBoundSocket:
         except TimeoutError:
             if not self.reading_head:
                 raise  # a body's: limits.buffer_body answers it with a 408
-            self.stalled = True
+            if not self.stalled:
+                self.stalled = True
+                log_closed(self.log, self.addr, SLOW_HEAD)
             return b""
 
     def __getattr__(self, name):
