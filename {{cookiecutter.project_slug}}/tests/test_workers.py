@@ -19,7 +19,8 @@ from gunicorn.http import RequestParser
 from gunicorn.workers import SUPPORTED_WORKERS, gasgi
 
 from config.gunicorn import workers
-from config.gunicorn.accesslog import AccessLogger
+from config.gunicorn.accesslog import KIT_FORMAT, AccessLogger, LazyAtoms, kit_line
+from config.gunicorn.observability import requestid
 from config.gunicorn.workers import asgi, limits, recycle
 
 
@@ -177,6 +178,34 @@ def test_the_access_line_is_gunicorns_own(connection):
     gunicorns, ours = lines
     assert ours == gunicorns
     assert '"say \\"hi\\""' in ours and " user " in ours and " abc application/json " in ours
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"REMOTE_ADDR": "10.0.0.1", "HTTP_USER_AGENT": 'say "hi"', "HTTP_REFERER": "/r"},
+        {"HTTP_AUTHORIZATION": "Basic dXNlcjpwdw=="},  # the user, no address
+        {"RAW_URI": '/a"b?c=1'},  # a quote in the request line
+        {},
+    ],
+)
+def test_the_presets_line_is_the_one_its_format_gives(environ):
+    # The presets' format is formatted by one f-string, not by its atoms: the same line.
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1", **environ}
+
+    class Response:
+        status = "404 Not Found"
+        sent = 179 if "REMOTE_ADDR" in environ else None
+        headers = ()
+
+    logger = AccessLogger(Config())
+    took = datetime.timedelta(seconds=2, microseconds=3456)
+    token = requestid.current.set("rid-1" if "REMOTE_ADDR" in environ else None)
+    try:
+        expected = KIT_FORMAT % LazyAtoms(logger, Response, None, environ, took)
+        assert kit_line(logger, Response, environ, took) == expected
+    finally:
+        requestid.current.reset(token)
 
 
 def take_turn_in_a_child(interval_s, queue):

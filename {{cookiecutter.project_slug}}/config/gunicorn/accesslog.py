@@ -10,9 +10,18 @@ line by default, spends none.
 
 AccessLogger keeps gunicorn's `access_log_format` and its atoms, escaping and
 "-" for what is missing, but computes only the atoms the format names, when
-the line is formatted (LazyAtoms), and writes the line to stdout with one
-write(): 2.4 us per request. Anything else as the destination (a file, syslog,
-a logging configuration) still goes through the logging module, as configured.
+the line is formatted (LazyAtoms: 3.3 us for the presets' format), and writes
+the line to stdout with one write(). The presets' own format (KIT_FORMAT) is
+formatted by one f-string instead, 0.5 us. Anything else as the destination
+(a file, syslog, a logging configuration) still goes through the logging
+module, as configured.
+
+What the line still costs, in CPU time per request on a gevent worker serving
+/healthz (wrk, 100 connections; stock gunicorn served 149 us a request): 17 us
+before the f-string (the preset at 182 us, 165 without its access line), 11 of
+them in access() itself, the rest the write() and the reading end of the pipe.
+Where a proxy in front logs every request already (deploy/nginx does),
+`accesslog = None` in a config that imports the preset saves them.
 
 With LOG_FORMAT=json the line is a JSON object of fixed fields instead (time,
 level, logger, request_id, remote, method, path, status, bytes, duration_ms,
@@ -36,6 +45,10 @@ from config.gunicorn.observability.hooks import settings as observability
 from config.gunicorn.observability.requestid import current as current_request_id
 from config.gunicorn.workers import model_of
 
+# The presets' access line: the combined log format, then the time the request took in
+# milliseconds and its request ID.
+KIT_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms %(request_id)s'
+
 
 class AccessLogger(glogging.Logger):
     def setup(self, cfg):
@@ -46,6 +59,7 @@ class AccessLogger(glogging.Logger):
         configured = cfg.logconfig or cfg.logconfig_dict or cfg.logconfig_json or cfg.syslog
         self.access_fd = sys.stdout.fileno() if cfg.accesslog == "-" and not configured else None
         self.json = observability.log_format == "json"
+        self.kit_format = cfg.access_log_format == KIT_FORMAT
         if self.json and not configured:
             logs.json_error_log(self.error_log)
         # The asgi preset counts its requests in its own middleware (observability/asgi.py).
@@ -63,6 +77,8 @@ class AccessLogger(glogging.Logger):
             return
         if self.json:
             line = json_line(resp, environ, request_time)
+        elif self.kit_format:
+            line = kit_line(self, resp, environ, request_time)
         else:
             line = self.cfg.access_log_format % LazyAtoms(self, resp, req, environ, request_time)
         if self.access_fd is None:
@@ -98,9 +114,7 @@ class LazyAtoms:
             value = self.variable(key[1:-2].lower(), key[-1])
         else:
             value = None
-        if value is None:
-            return "-"
-        return value.replace('"', '\\"') if isinstance(value, str) else value
+        return text(value)
 
     def variable(self, name, kind):
         """A request header (i), a response header (o) or an environ value (e)."""
@@ -139,10 +153,7 @@ ATOMS = {
     "l": lambda atoms: "-",
     "u": lambda atoms: atoms.logger._get_user(atoms.environ),
     "t": lambda atoms: common_log_time(),
-    "r": lambda atoms: (
-        f"{atoms.environ['REQUEST_METHOD']} {atoms.environ['RAW_URI']} "
-        f"{atoms.environ['SERVER_PROTOCOL']}"
-    ),
+    "r": lambda atoms: request_line(atoms.environ),
     "s": lambda atoms: LazyAtoms.status(atoms.resp),
     "m": lambda atoms: atoms.environ.get("REQUEST_METHOD"),
     "U": lambda atoms: atoms.environ.get("PATH_INFO"),
@@ -160,6 +171,31 @@ ATOMS = {
     # Not gunicorn's: the request ID (observability/requestid.py).
     "request_id": lambda atoms: current_request_id.get(),
 }
+
+
+def text(value):
+    """An atom as the line shows it: "-" for what is missing, double quotes escaped, so that
+    a quoted field (a user agent, a referer) cannot end early."""
+    if value is None:
+        return "-"
+    return value.replace('"', '\\"') if isinstance(value, str) else value
+
+
+def request_line(environ):
+    return f"{environ['REQUEST_METHOD']} {environ['RAW_URI']} {environ['SERVER_PROTOCOL']}"
+
+
+def kit_line(logger, resp, environ, request_time):
+    """KIT_FORMAT's line, what `KIT_FORMAT % LazyAtoms(...)` gives, in one f-string."""
+    sent = getattr(resp, "sent", None)
+    milliseconds = (request_time.seconds * 1_000_000 + request_time.microseconds) // 1000
+    return (
+        f"{text(environ.get('REMOTE_ADDR'))} - {text(logger._get_user(environ))} "
+        f'{common_log_time()} "{text(request_line(environ))}" {LazyAtoms.status(resp)} '
+        f'{"-" if sent is None else sent} "{text(environ.get("HTTP_REFERER"))}" '
+        f'"{text(environ.get("HTTP_USER_AGENT"))}" {milliseconds}ms '
+        f"{text(current_request_id.get())}"
+    )
 
 
 JSON_LINE = (
