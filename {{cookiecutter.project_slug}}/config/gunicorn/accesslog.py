@@ -12,9 +12,10 @@ AccessLogger keeps gunicorn's `access_log_format` and its atoms, escaping and
 "-" for what is missing, but computes only the atoms the format names, when
 the line is formatted (LazyAtoms: 3.3 us for the presets' format), and writes
 the line to stdout with one write(). The presets' own format (KIT_FORMAT) is
-formatted by one f-string instead, 0.5 us. Anything else as the destination
-(a file, syslog, a logging configuration) still goes through the logging
-module, as configured.
+formatted by one f-string instead, 0.5 us (end to end, lost in the noise: 285
+us of CPU a request with it on gevent /healthz, 279 with the atoms). Anything
+else as the destination (a file, syslog, a logging configuration) still goes
+through the logging module, as configured.
 
 What the line still costs, in CPU time per request on a gevent worker serving
 /healthz (wrk, 100 connections; stock gunicorn served 149 us a request): 17 us

@@ -9,8 +9,11 @@ clients, at shutdown, and over a long life.
                   for its own model: see each module
 
 Each class says which worker model it is (`model`), for the checks and the
-start-up line. Cost: none of them serves measurably fewer requests than
-gunicorn's own class of the same model (`nox -s loadtest -- --presets ...,stock`).
+start-up line. Cost, in CPU time per request on /healthz against gunicorn's own
+class of the same model and worker count (wrk, 100 connections, 2 workers, the
+access line off; medians of 2 rounds that vary by 10 %): sync 353 against 307
+us, gthread 299 against 258, gevent 280 against 246. `nox -s loadtest --
+--presets ...,stock` compares them on your machine.
 """
 
 from gunicorn.workers import SUPPORTED_WORKERS
