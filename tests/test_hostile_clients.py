@@ -184,6 +184,26 @@ def test_gevent_answers_probes_with_every_connection_held(project, running_serve
     assert after in (301, 302)  # served again once they are gone
 
 
+def test_asgi_logs_clients_that_left_as_499s_and_stops_cleanly_right_after(project, running_server):
+    # gunicorn logged a client that left before its answer as "500 0"; and a SIGTERM right
+    # after clients left (wrk ending) cancelled their requests as the worker exited, with
+    # Django's "Task exception was never retrieved" tracebacks in CI.
+    env = {"GUNICORN_PRESET": "asgi", "WEB_CONCURRENCY": "1", "DJANGO_DEMO_ENDPOINTS": "true"}
+    request = b"GET /demo/io-async?ms=3000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with serve(running_server, project, launcher(project), **env) as server:
+        clients = [socket.create_connection(("127.0.0.1", port_of(server))) for _ in range(20)]
+        for client in clients:
+            client.sendall(request)
+        time.sleep(0.5)  # their views run
+        for client in clients:
+            client.close()
+    log = server.log
+    lines = [line for line in log.splitlines() if "GET /demo/io-async" in line]
+    assert lines and all('HTTP/1.1" 499 ' in line for line in lines), log[-3000:]
+    assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
+    assert server.returncode == 0, log[-3000:]
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_a_stop_during_boot_stops_the_master_within_5_s(project, preset):
     # A SIGTERM while the master forked its workers left one running until graceful_timeout:

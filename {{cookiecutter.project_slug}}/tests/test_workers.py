@@ -251,6 +251,10 @@ def test_the_asgi_worker_builds_its_connections_from_gunicorns_module_attribute(
     assert issubclass(asgi.HeadDeadlineProtocol, ASGIProtocol)
 
 
+class Worker:
+    nr_conns = 0  # what gunicorn's graceful stop waits for
+
+
 def asgi_request(headers, body_messages=(), path=b"/"):
     """Run one HTTP request through the asgi worker's guard; (what the app got, what was sent)."""
     seen, sent = [], []
@@ -277,7 +281,7 @@ def asgi_request(headers, body_messages=(), path=b"/"):
         "headers": headers,
         "client": ("127.0.0.1", 5000),
     }
-    guarded = asgi.guard(application, logging.getLogger("test"), asgi.KeepAlivePromises())
+    guarded = asgi.guard(application, logging.getLogger("test"), asgi.Traffic(Worker()))
     asyncio.run(guarded(scope, receive, send))
     return seen, sent
 
@@ -291,28 +295,32 @@ def test_the_asgi_guard_refuses_what_the_wsgi_workers_refuse():
 
 
 def test_a_replaced_asgi_worker_says_close_and_counts_the_responses_that_promised_keep_alive():
-    promises = asgi.KeepAlivePromises()
+    worker = Worker()
+    traffic = asgi.Traffic(worker)
     under_way = []
+    connections = []
 
     async def application(scope, receive, send):
+        connections.append(worker.nr_conns)  # the request counts until it ends
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        under_way.append(promises.under_way)
+        under_way.append(traffic.promised)
         await send({"type": "http.response.body", "body": b"ok"})
 
     async def send(message):
         sent.append(message)
 
     scope = {"type": "http", "http_version": "1.1", "raw_path": b"/", "headers": [(b"host", b"a")]}
-    guarded = asgi.guard(application, logging.getLogger("test"), promises)
+    guarded = asgi.guard(application, logging.getLogger("test"), traffic)
     sent = []
     asyncio.run(guarded(scope, None, send))
     assert (b"connection", b"close") not in sent[0]["headers"]
-    assert under_way == [1] and promises.under_way == 0  # from its head to its end
-    promises.closing = True
+    assert under_way == [1] and traffic.promised == 0  # from its head to its end
+    traffic.closing = True
     sent = []
     asyncio.run(guarded(scope, None, send))
     assert (b"connection", b"close") in sent[0]["headers"]
-    assert under_way == [1, 0] and promises.under_way == 0
+    assert under_way == [1, 0] and traffic.promised == 0
+    assert connections == [1, 1] and worker.nr_conns == 0
 
 
 def test_the_asgi_guard_gives_the_application_the_whole_body_and_the_path():

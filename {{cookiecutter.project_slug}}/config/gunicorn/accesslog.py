@@ -37,6 +37,7 @@ metrics.py: 0.2 us), by its route's name, method and status.
 import os
 import sys
 import time
+from contextvars import ContextVar
 from json.encoder import encode_basestring as json_string
 
 from gunicorn import glogging
@@ -49,6 +50,10 @@ from config.gunicorn.workers import model_of
 # The presets' access line: the combined log format, then the time the request took in
 # milliseconds and its request ID.
 KIT_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms %(request_id)s'
+# The status a request's line gives in place of gunicorn's, set while the request runs: the
+# asgi guard's 499 for a client that left before any response. gunicorn's ASGI worker
+# writes nothing to a closed connection, so its line kept the 500 it starts from.
+status_instead = ContextVar("status_instead", default=None)
 
 
 class AccessLogger(glogging.Logger):
@@ -67,6 +72,10 @@ class AccessLogger(glogging.Logger):
         self.counts = observability.metrics and model_of(cfg.worker_class_str) != "asgi"
 
     def access(self, resp, req, environ, request_time):
+        instead = status_instead.get()
+        if instead is not None:
+            resp.status = instead
+            status_instead.set(None)
         if self.counts and metrics.tally.recording:
             metrics.record_request(
                 environ.get(routes.KEY) or routes.UNROUTED,
