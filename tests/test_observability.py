@@ -364,6 +364,20 @@ def get_cut_short(server, path):
         server.get(path)
 
 
+def test_an_empty_file_left_by_a_worker_killed_as_it_began_counts_as_nothing(
+    project, running_server, module_database, tmp_path
+):
+    # prometheus_client creates a process's file, then sizes it: a worker killed in between
+    # left 0 bytes, and every scrape after it ended without an answer (client_python#1199).
+    directory = tmp_path / "metrics"
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    with instance(running_server, project, "sync", module_database, **env) as (server, metrics):
+        server.get("/demo/io?ms=0")
+        (directory / "counter_999999.db").touch()
+        samples = scrape_until(metrics, lambda samples: counted(samples) >= 1)
+    assert counted(samples) == 1
+
+
 # -- liveness ------------------------------------------------------------------------------
 
 

@@ -91,19 +91,32 @@ def retire(directory, pid):
             source = directory / f"{kind}_{pid}.db"
             if not source.exists():
                 continue
-            archive = MmapedDict(str(directory / f"{kind}_archive.db"))
-            try:
-                for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(
-                    str(source)
-                ):
-                    said_why = said_why or (EXIT_COUNTER in key and value > 0)
-                    total, _ = archive.read_value(key)
-                    archive.write_value(key, total + value, 0.0)
-            finally:
-                archive.close()
+            if source.stat().st_size:  # else killed as it created the file: nothing recorded
+                archive = MmapedDict(str(directory / f"{kind}_archive.db"))
+                try:
+                    for key, value, _time, _position in MmapedDict.read_all_values_from_file(
+                        str(source)
+                    ):
+                        said_why = said_why or (EXIT_COUNTER in key and value > 0)
+                        total, _ = archive.read_value(key)
+                        archive.write_value(key, total + value, 0.0)
+                finally:
+                    archive.close()
             source.unlink()
         multiprocess.mark_process_dead(pid, str(directory))
     return said_why
+
+
+def recorded(directory):
+    """The directory's files with something in them: what a scrape reads.
+
+    prometheus_client creates a process's file, then sizes it. A scrape in between
+    read 0 bytes and failed whole (struct.error: prometheus/client_python#1199, open
+    in 0.26), and a worker killed in between left its empty file to fail every later
+    scrape: most likely why a scrape in CI ended without an answer, as 110 workers were
+    recycled and two killed with -9.
+    """
+    return [str(path) for path in Path(directory).glob("*.db") if path.stat().st_size]
 
 
 def archive_counter(directory, key_of, amount=1.0):

@@ -76,7 +76,7 @@ class InstanceCollector:
         families = []
         if self.metrics:
             with files.locked(self.directory, exclusive=False):
-                families = list(MultiProcessCollector(None, path=self.directory).collect())
+                families = list(MultiProcessCollector.merge(files.recorded(self.directory)))
         yield from families
         info = GaugeMetricFamily(
             "gunicorn_preset_info", "The preset this instance runs", labels=["preset"]
