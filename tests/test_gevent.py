@@ -446,11 +446,17 @@ def test_db_and_io_never_block_the_event_loop(projects, running_server, database
         # Each worker's first requests import what the views need: not the loop's doing.
         for path in ("/readyz", "/demo/db?ms=1", "/demo/io?ms=1") * 4:
             assert server.get(path)[0] == 200
-        warmed_up = len(server.log)
-        for path in ("/demo/db?ms=50", "/demo/io?ms=50"):
-            summary, output = wrk(f"{server.url}{path}", connections=50, seconds=3)
-            assert "non-2xx" not in summary, output
-        loaded = len(server.log)
+        # A stall of the whole machine (both CPUs taken in CI) looks like a block to gevent's
+        # monitor: once, in one CI run, during a query's send. A driver that blocks the loop
+        # does so in every round, so a round with a report is run again.
+        for _ in range(2):
+            warmed_up = len(server.log)
+            for path in ("/demo/db?ms=50", "/demo/io?ms=50"):
+                summary, output = wrk(f"{server.url}{path}", connections=50, seconds=3)
+                assert "non-2xx" not in summary, output
+            loaded = len(server.log)
+            if blocked not in server.log[warmed_up:loaded]:
+                break
         # The control: 2 s of pure Python in a view does block the loop, and is reported.
         assert server.get("/demo/cpu?n=500000", timeout=30)[0] == 200
         reported = wait_until(lambda: blocked in server.log[loaded:], timeout=5)
