@@ -354,6 +354,32 @@ def test_counters_survive_kill_9_and_100_recycles_without_files_piling_up(
     assert len(files) <= 4 * len(workers) + 5
 
 
+def test_a_sync_worker_is_busy_through_a_long_request_and_its_burst_is_counted_as_it_idles(
+    project, running_server, module_database
+):
+    # A sync worker writes its metrics as it begins to wait for a connection, not as each
+    # request ends: a burst inside one heartbeat's second must still be counted at once,
+    # where the next heartbeat of an idle sync worker is 15 s away.
+    env = {"WEB_CONCURRENCY": "1"}
+    with instance(running_server, project, "sync", module_database, **env) as (server, metrics):
+        slow = threading.Thread(target=server.get, args=("/demo/io?ms=3000",))
+        slow.start()
+        busy = scrape_until(metrics, lambda samples: slots_busy(samples) == 1, timeout=2.5)
+        slow.join()
+        for _ in range(3):
+            server.get("/demo/io?ms=0")
+        started = time.monotonic()
+        idle = scrape_until(metrics, lambda samples: counted(samples) == 4, timeout=5)
+        waited = time.monotonic() - started
+    assert slots_busy(busy) == 1, "busy while its only request runs"
+    assert counted(idle) == 4 and waited < 5, (counted(idle), waited)
+    assert slots_busy(idle) == 0
+
+
+def slots_busy(samples):
+    return metric(samples, "gunicorn_slots_busy")
+
+
 def counted(samples):
     return metric(samples, "gunicorn_request_duration_seconds_count", route="demo-io")
 

@@ -118,15 +118,13 @@ def request_scope(handle_request):
         counting = tally.counting
         if counting:
             tally.in_flight += 1
-            if tally.edge is not None:
-                tally.edge()
+            if tally.busy_from is not None:
+                tally.busy_from()
         try:
             return handle_request(self, *args)
         finally:
             if counting:
                 tally.in_flight -= 1
-                if tally.edge is not None:
-                    tally.edge()
             current.reset(token)
 
     return handling

@@ -20,6 +20,7 @@ import errno
 
 from gunicorn.workers.sync import SyncWorker
 
+from config.gunicorn.observability import metrics
 from config.gunicorn.observability.requestid import request_scope
 from config.gunicorn.workers.lifecycle import Lifecycle
 from config.gunicorn.workers.limits import (
@@ -66,6 +67,10 @@ class GuardedSyncWorker(Lifecycle, SyncWorker):
         finally:
             if body_length != 0:
                 release_body(req)
+
+    def wait(self, timeout):
+        metrics.waiting()  # what it served, to the metrics files: it may now wait 15 s
+        return super().wait(timeout)
 
     def run(self):
         super().run()  # returns once SIGTERM has been received, or the master is gone
