@@ -10,9 +10,11 @@ clients, at shutdown, and over a long life.
 
 Each class says which worker model it is (`model`), for the checks and the
 start-up line. Cost, in CPU time per request on /healthz against gunicorn's own
-class of the same model and worker count (wrk, 100 connections, 2 workers, the
-access line off; medians of 2 rounds that vary by 10 %): sync 353 against 307
-us, gthread 299 against 258, gevent 280 against 246. `nox -s loadtest --
+class of the same model and worker count, each preset as shipped (access line,
+metrics, request IDs on), both served at once on one CPU with wrk on the other,
+medians of 3 rounds: sync 414 against 377 us, gthread 332 against 319, gevent
+293 against 251 (gevent.py says where), asgi 1,042 against 987. On
+/demo/io?ms=50 gthread and gevent cost nothing more. `nox -s loadtest --
 --presets ...,stock` compares them on your machine.
 """
 
