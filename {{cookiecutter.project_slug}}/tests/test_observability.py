@@ -84,6 +84,26 @@ def test_an_id_is_kept_only_from_a_trusted_peer_and_only_if_it_is_one_token(sent
         assert len(chosen) == 32
 
 
+def test_the_application_and_the_response_get_the_id_never_what_an_untrusted_peer_sent():
+    seen, sent_headers = [], []
+
+    def application(environ, start_response):
+        seen.append(environ.get("HTTP_X_REQUEST_ID"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    token = requestid.current.set("rid-3")  # what request_scope chose
+    try:
+        requestid.wsgi(application)(
+            {"HTTP_X_REQUEST_ID": "chosen-by-client"},
+            lambda status, headers, exc_info=None: sent_headers.extend(headers),
+        )
+    finally:
+        requestid.current.reset(token)
+    assert seen == ["rid-3"]
+    assert ("X-Request-ID", "rid-3") in sent_headers
+
+
 @pytest.mark.parametrize(
     ("allowed", "address", "trusted"),
     [
@@ -307,9 +327,10 @@ def test_the_json_access_line_parses(monkeypatch):
     }
     token = requestid.current.set("rid-2")
     try:
-        from config.gunicorn.accesslog import json_line
+        from config.gunicorn.accesslog import LazyAtoms, json_line
 
-        line = json_line(Response(), environ, datetime.timedelta(microseconds=1500))
+        status = LazyAtoms.status(Response())
+        line = json_line(status, Response(), environ, datetime.timedelta(microseconds=1500))
     finally:
         requestid.current.reset(token)
     parsed = json.loads(line)

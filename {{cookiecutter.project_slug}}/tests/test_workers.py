@@ -186,6 +186,7 @@ def test_the_access_line_is_gunicorns_own(connection):
         {"REMOTE_ADDR": "10.0.0.1", "HTTP_USER_AGENT": 'say "hi"', "HTTP_REFERER": "/r"},
         {"HTTP_AUTHORIZATION": "Basic dXNlcjpwdw=="},  # the user, no address
         {"RAW_URI": '/a"b?c=1'},  # a quote in the request line
+        {"REMOTE_ADDR": ""},  # a Unix socket's peer
         {},
     ],
 )
@@ -203,7 +204,7 @@ def test_the_presets_line_is_the_one_its_format_gives(environ):
     token = requestid.current.set("rid-1" if "REMOTE_ADDR" in environ else None)
     try:
         expected = KIT_FORMAT % LazyAtoms(logger, Response, None, environ, took)
-        assert kit_line(logger, Response, environ, took) == expected
+        assert kit_line(logger, LazyAtoms.status(Response), Response, environ, took) == expected
     finally:
         requestid.current.reset(token)
 

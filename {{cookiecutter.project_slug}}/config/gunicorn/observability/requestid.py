@@ -9,8 +9,10 @@ uuid4() costs 1.5.
 Where it is set:
 - WSGI (sync, gthread, gevent): `request_scope` wraps each worker class's
   handle_request, so the worker's own refusals (408, 413, 503) are inside it;
-  the ID is put in the request's headers, so Django sees it as
-  request.headers["X-Request-ID"], and `wsgi` adds it to the response.
+  `wsgi` puts the ID in the WSGI environ, so Django sees it as
+  request.headers["X-Request-ID"] (never what an untrusted peer sent), and adds
+  it to the response. (Added to the request's headers, it made gunicorn handle one
+  more header in every request.)
 - ASGI: `asgi` wraps the application outside the kit's guard (workers/asgi.py),
   so its 413 and 499 lines carry it too.
 request_scope also counts the requests in flight where one thread serves them
@@ -31,6 +33,7 @@ from config.gunicorn.observability.metrics import tally
 
 HEADER = "X-Request-ID"
 WSGI_NAME = HEADER.upper()  # as gunicorn's parser spells header names
+ENVIRON_KEY = "HTTP_X_REQUEST_ID"
 ACCEPTED = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # no spaces or quotes: one token in a log
 
 current = ContextVar("request_id", default=None)
@@ -93,8 +96,7 @@ def chosen(sent, trusted):
 def request_scope(handle_request):
     """Decorate a WSGI worker's handle_request: the request ID is set for the whole request.
 
-    The ID goes into the request's headers (replacing one an untrusted peer sent), so
-    that gunicorn puts it in the WSGI environ, then into `current` until the request ends.
+    The ID is in `current` until the request ends; `wsgi` gives it to the application.
     """
     position = list(inspect.signature(handle_request).parameters).index("req") - 1
 
@@ -106,15 +108,11 @@ def request_scope(handle_request):
             if name == WSGI_NAME:
                 sent = value
                 break
-        peer = req.peer_addr[0] if isinstance(req.peer_addr, tuple) else None  # None: Unix socket
-        trusted = sent is not None and (peer is None or trusted_peer(peer))
-        request_id = chosen(sent, trusted)
-        if sent is None:
-            req.headers.append((WSGI_NAME, request_id))
-        elif request_id != sent:
-            req.headers = [item for item in req.headers if item[0] != WSGI_NAME]
-            req.headers.append((WSGI_NAME, request_id))
-        token = current.set(request_id)
+        trusted = False
+        if sent is not None:
+            peer = req.peer_addr[0] if isinstance(req.peer_addr, tuple) else None  # Unix socket
+            trusted = peer is None or trusted_peer(peer)
+        token = current.set(chosen(sent, trusted))
         counting = tally.counting
         if counting:
             tally.in_flight += 1
@@ -140,10 +138,16 @@ trusted_peer = TrustedPeers("")  # until the worker says whom it trusts: no one
 
 
 def wsgi(application):
-    """The WSGI `application`, with the request's ID in each response's headers."""
+    """The WSGI `application`, given the request's ID, and with it in each response's headers."""
 
     def with_request_id(environ, start_response):
-        request_id = current.get() or environ.get("HTTP_X_REQUEST_ID")
+        request_id = current.get()
+        if request_id is None:  # a worker class without request_scope: what was sent, if any
+            request_id = environ.get(ENVIRON_KEY)
+            if request_id is None:
+                return application(environ, start_response)
+        else:
+            environ[ENVIRON_KEY] = request_id
 
         def start(status, headers, exc_info=None):
             headers.append((HEADER, request_id))
