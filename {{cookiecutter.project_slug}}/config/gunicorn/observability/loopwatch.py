@@ -16,8 +16,12 @@ view had returned, and a 2.5 s block's second report after the loop had run
 again. So the view a greenlet last ran is kept (weakly, gone with the greenlet),
 not only while it runs, and a request's blocks are reported once.
 
-Cost: the monitor thread wakes every 0.1 s, and greenlet switches are traced
-(measured in the observability report: see README.md, "Operating it").
+Cost: the monitor thread wakes every 0.1 s, and greenlet switches are traced.
+Measured on /healthz, the preset served with and without it at once on one CPU
+(CPU time a request, medians of 3): 2.8 to 3.8 % of a gevent worker's throughput,
+most of it the thread waking ten times a second (waking once a second, 1.3 %);
+without the switch tracer, nothing measurable. A tenth of a second is what a
+block must last to be worth a line, so the thread keeps that pace.
 """
 
 import logging

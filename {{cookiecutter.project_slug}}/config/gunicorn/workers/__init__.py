@@ -12,10 +12,13 @@ Each class says which worker model it is (`model`), for the checks and the
 start-up line. Cost, in CPU time per request on /healthz against gunicorn's own
 class of the same model and worker count, each preset as shipped (access line,
 metrics, request IDs on), both served at once on one CPU with wrk on the other,
-medians of 3 rounds: sync 414 against 377 us, gthread 332 against 319, gevent
-293 against 251 (gevent.py says where), asgi 1,042 against 987. On
-/demo/io?ms=50 gthread and gevent cost nothing more. `nox -s loadtest --
---presets ...,stock` compares them on your machine.
+medians of 3 rounds: sync 417 against 386 us (92.5 % of stock's throughput),
+gthread 378 against 357 (94.5 %), gevent 360 against 314 (87 %: gevent.py says
+where), asgi 1,169 against 1,110 (95 %). On /demo/io?ms=50, where the wait
+bounds throughput, the sync, gthread and gevent presets serve as many requests as
+stock gunicorn (gthread more); asgi, whose sync view costs 3 to 4 ms of CPU in a
+thread, 95 %. `nox -s loadtest -- --presets ...,stock` compares them on your
+machine.
 """
 
 from gunicorn.workers import SUPPORTED_WORKERS

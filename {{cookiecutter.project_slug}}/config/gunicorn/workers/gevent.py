@@ -31,8 +31,8 @@ closed under the request (8 clients on /demo/leak while workers were replaced:
 one such request lost without the linger, none with it).
 
 Cost, in CPU time per request against gunicorn's own gevent worker on /healthz,
-both served at once on one CPU (medians of 3): the preset as shipped, 293 us
-against 251; on /demo/io?ms=50, 658 against 651. Of the 14 % on /healthz, each
+both served at once on one CPU (medians of 3): the preset as shipped, 360 us
+against 314; on /demo/io?ms=50, 780 against 760. Of the 13 % on /healthz, each
 piece taken out alone saved: RequestHeadWait 3.7 % (its select(), a wait
 through the hub with a watcher made for it, a second timer for the head), the
 access line 4.5 %, gevent's loop monitor 3.8 % (observability/loopwatch.py),
