@@ -205,17 +205,12 @@ def kit_line(logger, status, resp, environ, request_time):
     sent = getattr(resp, "sent", None)
     milliseconds = (request_time.seconds * 1_000_000 + request_time.microseconds) // 1000
     return (
-        f"{environ.get('REMOTE_ADDR', '-')} - {quoted(logger._get_user(environ))} "
-        f'{common_log_time()} "{quoted(request_line(environ))}" {status} '
-        f'{"-" if sent is None else sent} "{quoted(environ.get("HTTP_REFERER"))}" '
-        f'"{quoted(environ.get("HTTP_USER_AGENT"))}" {milliseconds}ms '
+        f"{environ.get('REMOTE_ADDR', '-')} - {text(logger._get_user(environ))} "
+        f'{common_log_time()} "{text(request_line(environ))}" {status} '
+        f'{"-" if sent is None else sent} "{text(environ.get("HTTP_REFERER"))}" '
+        f'"{text(environ.get("HTTP_USER_AGENT"))}" {milliseconds}ms '
         f"{current_request_id.get() or '-'}"
     )
-
-
-def quoted(text_or_none):
-    """A text field of the line, as text() makes it, for a value known to be text or None."""
-    return "-" if text_or_none is None else text_or_none.replace('"', '\\"')
 
 
 JSON_LINE = (

@@ -33,7 +33,7 @@ from config.gunicorn.observability.metrics import tally
 
 HEADER = "X-Request-ID"
 WSGI_NAME = HEADER.upper()  # as gunicorn's parser spells header names
-ENVIRON_KEY = "HTTP_X_REQUEST_ID"
+ENVIRON_KEY = "HTTP_" + WSGI_NAME.replace("-", "_")  # as the WSGI environ names it
 ACCEPTED = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # no spaces or quotes: one token in a log
 
 current = ContextVar("request_id", default=None)
