@@ -4,7 +4,7 @@
 project is installed twice over: with uv's lowest-direct resolution (every direct
 dependency at the lower bound of pyproject.toml's range, which for the kit's are
 config/gunicorn/versions.py's minimums: Django 5.2.8, gunicorn 27.0.1, gevent 26.9,
-uvloop 0.21, psycopg 3.1.14 or psycopg2 2.9.10 with psycogreen 1.0.2) and with the
+uvloop 0.21, asgiref 3.13, psycopg 3.1.14 or psycopg2 2.9.10 with psycogreen 1.0.2) and with the
 newest the index has (uv's default, highest). On each, the project's own test suite
 passes on PostgreSQL with nothing skipped, and its smoke session boots every preset with
 real gunicorn and calls every endpoint.
@@ -30,7 +30,7 @@ INSTALLS = {
     "psycopg2-lowest": ({"database_driver": "psycopg2"}, "lowest-direct"),
     "psycopg-highest": ({}, "highest"),
 }
-KIT_PACKAGES = ("django", "gunicorn", "gevent", "uvloop", "psycopg", "psycopg2-binary")
+KIT_PACKAGES = ("django", "gunicorn", "gevent", "uvloop", "asgiref", "psycopg", "psycopg2-binary")
 
 
 @pytest.fixture(scope="module", params=INSTALLS, ids=INSTALLS)

@@ -108,7 +108,8 @@ MIDDLEWARE = [
 {%- else %}
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
 {%- endif %}
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise's, without its thread hop on every request under ASGI.
+    "config.gunicorn.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

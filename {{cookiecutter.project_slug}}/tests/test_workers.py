@@ -11,8 +11,10 @@ import datetime
 import logging
 import multiprocessing
 import socket
+import threading
 
 import pytest
+from asgiref.sync import sync_to_async
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 from gunicorn.http import RequestParser
@@ -22,6 +24,7 @@ from config.gunicorn import workers
 from config.gunicorn.accesslog import KIT_FORMAT, AccessLogger, LazyAtoms, kit_line
 from config.gunicorn.observability import requestid
 from config.gunicorn.workers import asgi, limits, recycle
+from config.gunicorn.workers.threads import RequestThreads
 
 
 @pytest.mark.parametrize("model", ["sync", "gthread", "gevent", "asgi"])
@@ -282,7 +285,9 @@ def asgi_request(headers, body_messages=(), path=b"/"):
         "headers": headers,
         "client": ("127.0.0.1", 5000),
     }
-    guarded = asgi.guard(application, logging.getLogger("test"), asgi.Traffic(Worker()))
+    guarded = asgi.guard(
+        application, logging.getLogger("test"), asgi.Traffic(Worker()), RequestThreads()
+    )
     asyncio.run(guarded(scope, receive, send))
     return seen, sent
 
@@ -311,7 +316,7 @@ def test_a_replaced_asgi_worker_says_close_and_counts_the_responses_that_promise
         sent.append(message)
 
     scope = {"type": "http", "http_version": "1.1", "raw_path": b"/", "headers": [(b"host", b"a")]}
-    guarded = asgi.guard(application, logging.getLogger("test"), traffic)
+    guarded = asgi.guard(application, logging.getLogger("test"), traffic, RequestThreads())
     sent = []
     asyncio.run(guarded(scope, None, send))
     assert (b"connection", b"close") not in sent[0]["headers"]
@@ -322,6 +327,48 @@ def test_a_replaced_asgi_worker_says_close_and_counts_the_responses_that_promise
     assert (b"connection", b"close") in sent[0]["headers"]
     assert under_way == [1, 0] and traffic.promised == 0
     assert connections == [1, 1] and worker.nr_conns == 0
+
+
+def test_asgi_requests_run_their_sync_code_in_kept_threads_one_request_at_a_time(monkeypatch):
+    monkeypatch.setattr("config.gunicorn.workers.threads.KEEP_IDLE", 2)
+    threads = RequestThreads()
+    release = threading.Event()
+    blocked_in = []
+
+    def block():
+        blocked_in.append(threading.get_ident())
+        release.wait(10)
+
+    async def request(calls=2):
+        async with threads.lent():
+            return {await sync_to_async(threading.get_ident)() for _ in range(calls)}
+
+    async def left_with_a_call_running():
+        async with threads.lent():
+            call = asyncio.ensure_future(sync_to_async(block)())
+            await asyncio.sleep(0.05)
+            call.cancel()  # the client left; the call goes on in its thread
+
+    async def scenario():
+        first = await request()
+        await asyncio.sleep(0.05)  # its thread comes back once it has run the request's calls
+        second = await request()
+        at_once = await asyncio.gather(*(request() for _ in range(4)))
+        await asyncio.sleep(0.05)
+        kept = len(threads.idle)
+        await left_with_a_call_running()
+        try:
+            during_the_call = await asyncio.wait_for(request(), 2)
+        finally:
+            release.set()
+        return first, second, at_once, kept, during_the_call
+
+    first, second, at_once, kept, during_the_call = asyncio.run(scenario())
+    assert len(first) == 1 and first == second  # a thread a request, kept for the next
+    assert len(set.union(*at_once)) == 4  # requests at once: a thread each
+    assert kept == 2  # KEEP_IDLE; the others ended as they came back
+    # The thread still running a call of a request that has ended waits to be lent again.
+    assert len(during_the_call) == 1 and blocked_in[0] not in during_the_call
 
 
 def test_the_asgi_guard_gives_the_application_the_whole_body_and_the_path():

@@ -18,6 +18,7 @@ the HTTPS redirect, and keeps them cheap: no session, no CSRF, no URL routing.
 
 import logging
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.db import connection
 from django.http import JsonResponse
 
@@ -57,13 +58,34 @@ PROBES = {"/healthz": healthz, "/readyz": readyz}
 
 
 class ProbeMiddleware:
+    """Sync under WSGI, async under ASGI (no thread hop but for /readyz's query)."""
+
+    sync_capable = async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
         probe = PROBES.get(request.path_info.rstrip("/") or "/")
+        if self.is_async:
+            return self.answer_async(request, probe)
         if probe is None:
             return self.get_response(request)
-        if request.method not in ("GET", "HEAD"):
-            return JsonResponse({"status": "method not allowed"}, status=405)
-        return probe()
+        return refused(request) or probe()
+
+    async def answer_async(self, request, probe):
+        if probe is None:
+            return await self.get_response(request)
+        if probe is healthz:  # touches nothing: answered in the event loop
+            return refused(request) or healthz()
+        return refused(request) or await sync_to_async(probe)()
+
+
+def refused(request):
+    """405 for a probe called with another method than GET or HEAD, else None."""
+    if request.method not in ("GET", "HEAD"):
+        return JsonResponse({"status": "method not allowed"}, status=405)
+    return None

@@ -16,6 +16,7 @@
                     /livez of the metrics server
     observability/  metrics (/metrics on METRICS_PORT, beside the master), liveness from the
                     workers' heartbeats, request IDs, JSON logs, Sentry, OpenTelemetry
+    staticfiles.py  WhiteNoise's middleware, async-capable: no thread hop a request under asgi
     database/       the connection plan (plan.py), the settings that apply it (settings.py),
                     their check (verify.py), the 503 (middleware.py), a pool for psycopg2
 

@@ -18,6 +18,7 @@ the connection (UNAVAILABLE_SQLSTATES).
 
 import logging
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import OperationalError
 from django.http import JsonResponse
 
@@ -31,11 +32,18 @@ UNAVAILABLE_SQLSTATES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03"
 
 
 class DatabaseUnavailableMiddleware:
+    # Async-capable as well: a sync-only middleware makes Django hop to a thread and
+    # back on every request under ASGI. Django runs process_exception in a thread there,
+    # which only a failed request pays.
+    sync_capable = async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        return self.get_response(request)
+        return self.get_response(request)  # under ASGI, the coroutine Django awaits
 
     def process_exception(self, request, exception):
         if not (isinstance(exception, OperationalError) and unavailable(exception)):

@@ -11,6 +11,8 @@ gets `unrouted` for every request.
 import itertools
 import sys
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
 KEY = "kit.route"
 PROBES = {"/healthz": "healthz", "/readyz": "readyz", "/healthz/": "healthz", "/readyz/": "readyz"}
 UNMATCHED = "unmatched"
@@ -30,13 +32,34 @@ serials = itertools.count(1)
 
 
 class RouteMiddleware:
+    """Sync under WSGI, async under ASGI: Django calls it without a thread hop either way.
+
+    A sync-only middleware first in MIDDLEWARE made Django hop to a thread and back on
+    every async request; the kit's three middlewares did (see config/gunicorn/asgi.py).
+    """
+
+    sync_capable = async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+            # Django would run the sync process_view in a thread under ASGI.
+            self.process_view = self.process_view_async
 
     def __call__(self, request):
+        if self.is_async:
+            return self.respond_async(request)
         if running_views is not None:
             running_views[current_greenlet()] = (next(serials), None)
-        response = self.get_response(request)
+        return self.named(request, self.get_response(request))
+
+    async def respond_async(self, request):
+        return self.named(request, await self.get_response(request))
+
+    @staticmethod
+    def named(request, response):
         match = request.resolver_match
         route = match.view_name if match is not None else of_path(request.path_info)
         getattr(request, "scope", request.META)[KEY] = route
@@ -47,6 +70,9 @@ class RouteMiddleware:
             greenlet = current_greenlet()
             serial, _ = running_views[greenlet]
             running_views[greenlet] = (serial, request.resolver_match.view_name)
+
+    async def process_view_async(self, request, view_func, view_args, view_kwargs):
+        """Nothing to record: only the gevent worker's loop monitor reads the view, under WSGI."""
 
 
 def current_greenlet():
