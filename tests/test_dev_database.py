@@ -355,6 +355,51 @@ def test_ctrl_c_in_pytest_stops_and_removes_it(project, scratch):
     assert_nothing_left(project, scratch)
 
 
+INTERRUPTED_HOLDING_A_CONNECTION = """
+import os
+import signal
+
+import pytest
+from django.db import connection
+
+
+@pytest.mark.django_db
+def test_interrupted_holding_a_connection_of_its_own():
+    own = connection.get_new_connection(connection.get_connection_params())
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the traceback holds `own`, a session
+"""
+
+
+@pytest.mark.parametrize("server", ["local", "embedded"])
+def test_ctrl_c_while_a_test_holds_a_connection_of_its_own_drops_the_test_database(
+    project, scratch, database_url, server
+):
+    test_file = scratch / "test_interrupted.py"
+    test_file.write_text(INTERRUPTED_HOLDING_A_CONNECTION, encoding="utf-8")
+    local = {"local": "127.0.0.1:5432", "embedded": "off"}[server]
+    result = subprocess.run(
+        [*project_pytest(project), "-c", "pyproject.toml", "--rootdir", ".", str(test_file)],
+        cwd=project.path,
+        env=env_for(project, scratch, DEVDB_LOCAL_SERVER=local),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output  # pytest's "interrupted", not a teardown error
+    assert "being accessed by other users" not in output and "Traceback" not in output
+    assert_nothing_left(project, scratch)
+    if server == "local":
+        name = re.search(r"in a fresh database (\S+) dropped at exit", output)[1]
+        listed = subprocess.run(
+            ["psql", database_url, "-Atc", "SELECT datname FROM pg_database"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert f"test_{name}" not in listed.stdout.split()
+
+
 def python_found(version):
     uv = Path(sys.executable).parent / "uv"
     command = [str(uv) if uv.exists() else "uv", "python", "find", version]

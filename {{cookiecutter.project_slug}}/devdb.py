@@ -263,6 +263,38 @@ def drop_database(url, name):
         print(f"devdb: could not drop database {name}: {first_line(exc)}", file=sys.stderr)
 
 
+def end_stray_sessions(url, kept):
+    """Terminate the sessions on Django's test databases of `url` (test_<name>, and
+    test_<name>_gw0... under pytest-xdist) but those of the backend PIDs `kept`."""
+    server, _, name = url.rpartition("/")
+    prefix = f"test_{name}"
+    kept_pids = ", ".join(str(pid) for pid in [*kept, 0])
+    _, error = driver()
+    try:
+        execute(
+            f"{server}/postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE left(datname, {len(prefix)}) = '{prefix}' "
+            f"AND pid NOT IN ({kept_pids}) AND pid <> pg_backend_pid()",
+        )
+    except error as exc:
+        print(f"devdb: could not end the sessions on {prefix}: {first_line(exc)}", file=sys.stderr)
+
+
+def django_backend_pids():
+    """The PostgreSQL backends of Django's open connections in this process."""
+    from django.db import connections
+
+    pids = []
+    for connection in connections.all(initialized_only=True):
+        raw = connection.connection
+        if connection.vendor != "postgresql" or raw is None or raw.closed:
+            continue
+        info = getattr(raw, "info", None)  # psycopg 3; psycopg2 has get_backend_pid()
+        pids.append(info.backend_pid if info is not None else raw.get_backend_pid())
+    return pids
+
+
 # 3. An embedded server.
 
 
@@ -597,7 +629,7 @@ def run(args):
 # pytest: `-p devdb` (pyproject.toml) starts it before pytest-django reads the settings.
 
 if pytest is not None:
-    NOTE = pytest.StashKey[str]()
+    FOUND = pytest.StashKey[Database]()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_load_initial_conftests(early_config, parser, args):
@@ -607,11 +639,26 @@ if pytest is not None:
         stack = contextlib.ExitStack()
         found = stack.enter_context(database())
         early_config.add_cleanup(stack.close)
-        early_config.stash[NOTE] = found.note
+        early_config.stash[FOUND] = found
 
     def pytest_report_header(config):
-        note = config.stash.get(NOTE, None)
-        return [note] if note else None
+        found = config.stash.get(FOUND, None)
+        return [found.note] if found else None
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest-django's teardown drops the test database
+    def pytest_sessionfinish(session, exitstatus):
+        """After Ctrl-C, end the sessions on this run's test databases that are not Django's.
+
+        Ctrl-C can land while a test holds a connection of its own, or is opening one:
+        held by the interrupt's traceback, it kept a session on the test database, and
+        Django's DROP DATABASE then failed with a traceback (once in a CI run). Only on a
+        server this module brought: a configured one is left as it is.
+        """
+        found = session.config.stash.get(FOUND, None)
+        if exitstatus != pytest.ExitCode.INTERRUPTED or found is None:
+            return
+        if found.kind in ("local", "embedded") and "django" in sys.modules:
+            end_stray_sessions(found.url, django_backend_pids())
 
 
 if __name__ == "__main__":
