@@ -23,6 +23,7 @@ they come back.
 import collections
 import contextlib
 import inspect
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext
@@ -36,6 +37,7 @@ LENDS = "executor" in inspect.signature(ThreadSensitiveContext).parameters
 class RequestThreads:
     def __init__(self):
         self.idle = collections.deque()  # appended to from the threads themselves
+        self.taking_back = threading.Lock()  # threads come back at once: keep KEEP_IDLE
 
     def lent(self):
         """Run one request's sync code in a kept thread: `async with threads.lent(): ...`."""
@@ -55,7 +57,9 @@ class RequestThreads:
 
     def take_back(self, executor):
         """In the executor's thread, once it has run every call the request gave it."""
-        if len(self.idle) < KEEP_IDLE:
-            self.idle.append(executor)
-        else:
+        with self.taking_back:
+            kept = len(self.idle) < KEEP_IDLE
+            if kept:
+                self.idle.append(executor)
+        if not kept:
             executor.shutdown(wait=False)
