@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 
@@ -21,7 +22,7 @@ from gunicorn.config import Config
 
 from config.gunicorn.accesslog import AccessLogger
 from config.gunicorn.environment import BadSetting
-from config.gunicorn.observability import lab, liveness, logs, metrics, requestid, routes
+from config.gunicorn.observability import lab, liveness, logs, loopwatch, metrics, requestid, routes
 from config.gunicorn.observability.settings import read_observability
 
 
@@ -369,3 +370,54 @@ def _urlpatterns():
 
 
 urlpatterns = _urlpatterns()
+
+
+def test_the_loop_monitor_is_gevents_and_still_reports_a_greenlet_that_computes():
+    """LoopMonitor subclasses gevent's private monitor class: this runs it on the installed
+    gevent, with a real hub (in a thread of its own: the test process is not patched)."""
+    import gevent
+    from gevent import events
+
+    reports = []
+
+    def hub_thread():
+        hub = gevent.get_hub()
+        monitor = loopwatch.LoopMonitor(hub)
+        events.subscribers.append(reports.append)
+        try:
+            gevent.spawn(compute_for, 0.5).join()  # blocks the loop: no greenlet switches
+            gevent.sleep(0.3)
+        finally:
+            events.subscribers.remove(reports.append)
+            monitor.kill()
+            hub.destroy(destroy_loop=True)
+
+    thread = threading.Thread(target=hub_thread)
+    thread.start()
+    thread.join(10)
+    blocked = [event for event in reports if isinstance(event, events.EventLoopBlocked)]
+    assert blocked, reports
+    assert any("compute_for" in line for line in blocked[0].info), blocked[0].info
+
+
+def compute_for(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def test_a_thread_asleep_in_a_call_holds_the_loop_and_an_unknown_one_always_does():
+    """A C library's own I/O sleeps in a call: that is a block, and counts in full. Where
+    Linux's scheduler statistics are missing, every check is made, as gevent makes them."""
+    if not os.path.exists(f"/proc/self/task/{threading.get_native_id()}/schedstat"):
+        pytest.skip("no /proc/<pid>/task/<id>/schedstat (Linux's scheduler statistics)")
+    asleep = threading.Event()
+    sleeper = threading.Thread(target=lambda: asleep.set() or time.sleep(0.3))
+    sleeper.start()
+    asleep.wait()
+    held = loopwatch.LoopThreadTime(sleeper.native_id)
+    time.sleep(0.1)
+    assert held.held(0.05)  # asleep in time.sleep() for 0.1 s: held, not waiting for a CPU
+    assert not held.held(0.05)  # just looked: nothing since
+    sleeper.join()
+    assert loopwatch.LoopThreadTime(-1).held(0.05)
