@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, raw_request
 from test_presets import environment
 from test_presets import serve as serve_preset
 
@@ -544,3 +545,53 @@ def cpu_limit(share, period_us=100_000):
                 break
             except OSError:
                 time.sleep(0.1)
+
+
+def test_a_connection_whose_requests_never_stop_coming_takes_turns_with_the_others(
+    projects, running_server, database_url
+):
+    """A client whose next request is always there already (it pipelines; a busy proxy's
+    keep-alive connection looks the same) never made its greenlet wait, and kept the
+    worker's loop until it had sent everything: a request on another connection waited
+    for all of it. Its greenlet now gives way after workers/gevent.py's TURN_S."""
+    pipelined = 3000
+    with serve(running_server, projects["psycopg"], database_url, WEB_CONCURRENCY="1") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as busy:
+            responses = ResponseCounter(busy, pipelined)
+            responses.start()  # read as they come: the worker never waits to send them
+            busy.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n" * pipelined)
+            assert responses.first.wait(30)
+            started = time.monotonic()
+            head = b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            status = raw_request(port, head)[0]
+            other_waited = time.monotonic() - started
+            responses.join(60)
+    assert status == 200
+    assert responses.count == pipelined
+    busy_took = responses.last - started
+    print(f"another request waited {other_waited:.3f} s; {pipelined} pipelined: {busy_took:.3f} s")
+    assert other_waited < busy_took / 5, (other_waited, busy_took)
+
+
+class ResponseCounter(threading.Thread):
+    """Counts the responses that arrive on a socket, and when the first and last came."""
+
+    MARKER = b"HTTP/1.1 "
+
+    def __init__(self, sock, expected):
+        super().__init__(daemon=True)
+        self.sock, self.expected = sock, expected
+        self.count, self.first, self.last = 0, threading.Event(), None
+
+    def run(self):
+        tail = b""
+        while self.count < self.expected:
+            data = self.sock.recv(65536)
+            if not data:
+                return
+            window = tail + data
+            self.count += window.count(self.MARKER)
+            tail = window[-(len(self.MARKER) - 1) :]
+            self.first.set()
+            self.last = time.monotonic()

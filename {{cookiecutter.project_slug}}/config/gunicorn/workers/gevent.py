@@ -11,7 +11,9 @@ request then part of a second one (held up to the 75 s keep-alive), or a
 - a request head, once its first byte has come (the first one from accept):
   REQUEST_HEAD_TIMEOUT, 10 s;
 - a body: read whole before the view, 10 s at most without a byte and 32 KiB/s
-  on average (limits.py), else a 408.
+  on average (limits.py), else a 408;
+- requests that come faster than they are served, on one connection: after
+  TURN_S (1 ms) of them without a wait, the others get a turn.
 
 A worker that has `worker_connections` connections still accepts as many
 again, rather than leaving them in the listen backlog, where probes would wait
@@ -35,12 +37,13 @@ both served at once on one CPU (medians of 3): the preset as shipped, 360 us
 against 314; on /demo/io?ms=50, 780 against 760. Of the 13 % on /healthz, each
 piece taken out alone saved: RequestHeadWait 3.7 % (its select(), a wait
 through the hub with a watcher made for it, a second timer for the head), the
-access line 4.5 %, gevent's loop monitor 3.8 % (observability/loopwatch.py),
-the metrics 1.5 %. A first version waited through the hub even when the next
-request was there already: 5 % of the worker's time. It asks the socket with
-one select() first (1 us). RequestHeadWait's timers and watcher, made once per
-connection since, gave back 1.7 % of it (91.8 % of stock's throughput a CPU,
-against 91.0 %).
+access line 4.5 %, gevent's loop monitor 3.8 % (most of it its reports of
+workers waiting for a CPU and of connections keeping the loop: see
+observability/loopwatch.py), the metrics 1.5 %. A first version waited through
+the hub even when the next request was there already: 5 % of the worker's time.
+It asks the socket with one select() first (1 us). RequestHeadWait's timers and
+watcher, made once per connection since, gave back 1.7 % of it (91.8 % of
+stock's throughput a CPU, against 91.0 %).
 """
 
 import time
@@ -68,6 +71,17 @@ from config.gunicorn.workers.limits import (
 PROBE_PATHS = ("/healthz", "/readyz")
 SHED_HEAD_TIMEOUT = 1
 SHED_FACTOR = 2  # connections a worker takes, in worker_connections
+# A connection whose next request is always there already (a client that pipelines, or
+# one faster than the worker's own work after a response) never made its greenlet wait: it
+# kept the loop, request after request, while every other connection waited (3,000
+# pipelined requests held a worker for 0.45 s). After TURN_S of requests without a wait,
+# its greenlet gives way for one turn of the loop (a sleep of 0 can resume it before the
+# loop polls the others). wrk on /healthz, 30 connections, on a CPU shared with 3 other
+# servers: p99 145 to 162 ms, where it was 1.36 to 1.58 s (stock gunicorn: 1.24 to 1.58 s),
+# for 1 to 2.4 % more CPU a request there, where no connection ever waits; a connection
+# that waits between requests starts a new turn each time, and never gives way.
+TURN_S = 0.001
+GIVE_WAY_S = 1e-6
 # The system call itself, not gevent's cooperative version: asking whether a socket has
 # data costs one call, where a wait through gevent's hub (even for data already there)
 # cost 5 % of a worker's time on /healthz.
@@ -187,12 +201,16 @@ class RequestHeadWait:
         seconds = SHED_HEAD_TIMEOUT if connection.shed else REQUEST_HEAD_TIMEOUT
         self.head_timer = gevent.Timeout(seconds, False)
         self.idle_timer = gevent.Timeout(worker.cfg.keepalive, StopIteration)
-        self.readable_watcher = None  # made on the first wait while idle
+        self.readable_watcher = self.turn_timer = None  # made when first needed
+        self.turn_began = time.monotonic()  # when this greenlet last let the others run
 
     def __enter__(self):
         unreader = self.connection.unreader
-        if unreader is not None and not unreader.buf.tell():  # nothing sent ahead
-            self.wait_while_idle(unreader.sock.fileno())
+        if unreader is not None:
+            if not unreader.buf.tell():  # nothing sent ahead
+                self.wait_while_idle(unreader.sock.fileno())
+            if time.monotonic() - self.turn_began > TURN_S:
+                self.give_way()
         self.head_timer.start()
         return self
 
@@ -203,11 +221,18 @@ class RequestHeadWait:
         log_closed(self.worker.log, self.connection.client, SLOW_HEAD)
         return True  # gunicorn's worker then closes the connection quietly
 
+    def give_way(self):
+        """Let the loop run its next turn, then go on: see TURN_S."""
+        hub = gevent.get_hub()
+        if self.turn_timer is None:
+            self.turn_timer = hub.loop.timer(GIVE_WAY_S)
+        hub.wait(self.turn_timer)
+        self.turn_began = time.monotonic()
+
     def close(self):
-        self.head_timer.close()
-        self.idle_timer.close()
-        if self.readable_watcher is not None:
-            self.readable_watcher.close()
+        for watcher in (self.head_timer, self.idle_timer, self.readable_watcher, self.turn_timer):
+            if watcher is not None:
+                watcher.close()
 
     def wait_while_idle(self, fileno):
         if readable(fileno):
@@ -222,6 +247,7 @@ class RequestHeadWait:
             self.idle_timer.start()
             try:
                 hub.wait(self.readable_watcher)
+                self.turn_began = time.monotonic()
                 return
             except CloseIdle:
                 if worker.alive:  # closed to make room: at once, unless a request came
