@@ -16,16 +16,16 @@ view had returned, and a 2.5 s block's second report after the loop had run
 again. So the view a greenlet last ran is kept (weakly, gone with the greenlet),
 not only while it runs, and a request's blocks are reported once.
 
-Cost: the monitor thread wakes every 0.1 s, reads a few /proc files (LoopMonitor),
+Cost: the monitor thread wakes every 0.1 s, reads one or two /proc files (LoopMonitor),
 and greenlet switches are traced. Measured on /healthz against stock gunicorn, both
 served at once on one CPU: the preset with the monitor used 2.8 to 3.8 % more CPU a
 request than without it. Most of that was its reports, each 1.4 ms of CPU (every
 thread's stack formatted): 180 to 240 in 40 s, none of them a view's, from workers
 that waited for a CPU (LoopMonitor now tells those apart) or from a connection that
 kept the loop (the gevent worker now makes it take turns: workers/gevent.py's
-TURN_S). With both, no report in the same run, and 2.3 to 2.9 % (5 rounds) between
-the preset with the monitor and without it: the thread's wakes and the switch tracer,
-not measured apart, in a worker that had a fifth of a CPU. A tenth of a second is what
+TURN_S). With both, no report in the same runs, and 2.3 to 3.7 % (two runs of 5
+rounds) between the preset with the monitor and without it: the thread's wakes and
+the switch tracer, not measured apart, in a worker that had a fifth of a CPU. A tenth of a second is what
 a block must last to be worth a line, so the thread keeps that pace.
 """
 
@@ -128,42 +128,53 @@ class LoopMonitor(PeriodicMonitoringThread):
 class LoopThreadTime:
     """How long the loop's thread held the loop since the last look that found enough.
 
-    From Linux's scheduler statistics (/proc/self/task/<id>/stat and schedstat). A
-    thread that can run, running or waiting for a CPU, held only its time on a CPU:
-    the wait it may be in is counted once it runs again. A thread asleep, in a call (a
-    C library's own I/O: a block) or for the GIL, held the time since, less what the
-    process's threads waited for a CPU: its own waits, and those of a thread that held
-    the GIL meanwhile (the monitor's own, when CPUs are scarce). Without these files
-    (another system), every look finds enough: every check is made, as gevent makes them.
+    From Linux's scheduler statistics (/proc/self/task/<id>/schedstat and stat): its
+    time on a CPU, and the time it waited for one, which Linux counts once the thread
+    runs again (throttled time included). Enough time on a CPU is enough. Otherwise the
+    thread held the time since, less the waits counted so far, if it is asleep (in a
+    call: a C library's own I/O is a block too); if it can run, the wait it is in is
+    not counted yet, and it held only its time on a CPU. Without these files (another
+    system), every look finds enough: every check is made, as gevent makes them.
+
+    A look is one read, two where the thread ran too little: the monitor's thread gives
+    up the GIL for each, and a view computing in the loop's thread keeps it for up to
+    5 ms before handing it back, while the block's report waits (with a look of twelve
+    reads, one report in three of a 0.7 s block came after the block had ended).
     """
 
     def __init__(self, native_id):
-        self.task = f"/proc/self/task/{native_id}"
+        task = f"/proc/self/task/{native_id}"
+        try:
+            self.schedstat = os.open(f"{task}/schedstat", os.O_RDONLY)
+            self.stat = os.open(f"{task}/stat", os.O_RDONLY)
+        except OSError:
+            self.schedstat = self.stat = None  # not Linux, or no scheduler statistics
         self.since = self.read()
 
     def read(self):
-        """(now, ran, waited by all threads) in nanoseconds, and whether it can run; or None."""
+        """(now, ran, waited) in nanoseconds, or None."""
+        if self.schedstat is None:
+            return None
         try:
-            with open(f"{self.task}/stat", "rb") as stat:
-                runnable = stat.read().rsplit(b")", 1)[1].split()[0] == b"R"
-            with open(f"{self.task}/schedstat", "rb") as schedstat:
-                ran = int(schedstat.read().split()[0])
-            waited = 0
-            for task in os.listdir("/proc/self/task"):
-                with open(f"/proc/self/task/{task}/schedstat", "rb") as schedstat:
-                    waited += int(schedstat.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            return None  # not Linux, no scheduler statistics, a thread that just ended
-        return time.monotonic_ns(), ran, waited, runnable
+            ran, waited = (int(field) for field in os.pread(self.schedstat, 128, 0).split()[:2])
+        except (OSError, ValueError):
+            return None
+        return time.monotonic_ns(), ran, waited
+
+    def runnable(self):
+        try:
+            return os.pread(self.stat, 512, 0).rsplit(b")", 1)[1].split()[0] == b"R"
+        except (OSError, IndexError):
+            return False
 
     def held(self, seconds):
         now = self.read()
         if now is None or self.since is None:
-            self.since = now
             return True
-        (then, ran_then, waited_then, _), (later, ran, waited, runnable) = self.since, now
-        held = ran - ran_then if runnable else (later - then) - (waited - waited_then)
-        if held < seconds * 1e9:
+        (then, ran_then, waited_then), (later, ran, waited) = self.since, now
+        enough = seconds * 1e9
+        held_apart_from_waits = (later - then) - (waited - waited_then)
+        if ran - ran_then < enough and (held_apart_from_waits < enough or self.runnable()):
             return False
         self.since = now
         return True
