@@ -25,8 +25,8 @@ that waited for a CPU (LoopMonitor now tells those apart) or from a connection t
 kept the loop (the gevent worker now makes it take turns: workers/gevent.py's
 TURN_S). With both, no report in the same runs, and 2.3 to 3.7 % (two runs of 5
 rounds) between the preset with the monitor and without it: the thread's wakes and
-the switch tracer, not measured apart, in a worker that had a fifth of a CPU. A tenth of a second is what
-a block must last to be worth a line, so the thread keeps that pace.
+the switch tracer, not measured apart, in a worker that had a fifth of a CPU. A tenth
+of a second is what a block must last to be worth a line, so the thread keeps that pace.
 """
 
 import logging
