@@ -17,16 +17,14 @@ again. So the view a greenlet last ran is kept (weakly, gone with the greenlet),
 not only while it runs, and a request's blocks are reported once.
 
 Cost: the monitor thread wakes every 0.1 s, reads one or two /proc files (LoopMonitor),
-and greenlet switches are traced. Measured on /healthz against stock gunicorn, both
-served at once on one CPU: the preset with the monitor used 2.8 to 3.8 % more CPU a
-request than without it. Most of that was its reports, each 1.4 ms of CPU (every
-thread's stack formatted): 180 to 240 in 40 s, none of them a view's, from workers
-that waited for a CPU (LoopMonitor now tells those apart) or from a connection that
-kept the loop (the gevent worker now makes it take turns: workers/gevent.py's
-TURN_S). With both, no report in the same runs, and 2.3 to 3.7 % (two runs of 5
-rounds) between the preset with the monitor and without it: the thread's wakes and
-the switch tracer, not measured apart, in a worker that had a fifth of a CPU. A tenth
-of a second is what a block must last to be worth a line, so the thread keeps that pace.
+and greenlet switches are traced. Measured on /healthz against stock gunicorn, four
+servers of two workers at once on one CPU: 2.3 to 3.7 % more CPU a request with the
+monitor than without it (two runs of 5 rounds of 8 s), the thread's wakes and the
+switch tracer, not measured apart. There, before, it also reported 109 to 241 blocks
+in such a run, none of them a view's: workers waiting for a CPU (LoopMonitor tells
+those apart now) and connections keeping the loop (they take turns now: TURN_S in
+workers/gevent.py), each report 1.4 ms of CPU to format. A tenth of a second is what
+a block must last to be worth a line, so the thread keeps that pace.
 """
 
 import logging

@@ -37,13 +37,12 @@ both served at once on one CPU (medians of 3): the preset as shipped, 360 us
 against 314; on /demo/io?ms=50, 780 against 760. Of the 13 % on /healthz, each
 piece taken out alone saved: RequestHeadWait 3.7 % (its select(), a wait
 through the hub with a watcher made for it, a second timer for the head), the
-access line 4.5 %, gevent's loop monitor 3.8 % (most of it its reports of
-workers waiting for a CPU and of connections keeping the loop: see
-observability/loopwatch.py), the metrics 1.5 %. A first version waited through
-the hub even when the next request was there already: 5 % of the worker's time.
-It asks the socket with one select() first (1 us). RequestHeadWait's timers and
-watcher, made once per connection since, gave back 1.7 % of it (91.8 % of
-stock's throughput a CPU, against 91.0 %).
+access line 4.5 %, gevent's loop monitor 3.8 % (observability/loopwatch.py),
+the metrics 1.5 %. A first version waited through the hub even when the next
+request was there already: 5 % of the worker's time. It asks the socket with
+one select() first (1 us). RequestHeadWait's timers and watcher, made once per
+connection since, gave back 1.7 % of it (91.8 % of stock's throughput a CPU,
+against 91.0 %).
 """
 
 import time
