@@ -10,11 +10,14 @@ import itertools
 import os
 import random
 import re
+import resource
+import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 
 import pytest
 from conftest import free_port, raw_request
@@ -182,6 +185,63 @@ def test_gevent_answers_probes_with_every_connection_held(project, running_serve
     assert other.startswith("HTTP/1.1 503 "), other  # shed while the worker is full
     assert ends == ["closed"] * 5  # partial heads get 10 s, not the keep-alive's 75
     assert after in (301, 302)  # served again once they are gone
+
+
+def open_files_limit(soft, hard):
+    """A command prefix that runs the server with these limits of open files, as a shell does."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    return ["prlimit", f"--nofile={soft}:{hard}"]
+
+
+def test_gevent_serves_1100_kept_alive_clients_on_one_worker_started_at_1024_files(
+    project, running_server
+):
+    # Started from a shell or a systemd unit (a soft limit of 1,024 open files), a worker
+    # could not accept a connection past its 1,024th file; and it asked each socket whether
+    # a request had come with select(), which refuses a descriptor over 1023: every request
+    # on one failed, and a load test's higher steps saw thousands of errors.
+    clients, server_files = 1100, 4096
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < server_files:
+        pytest.skip(f"the hard limit of open files is {hard}, under the {server_files} needed")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, clients + 200), hard))
+    env = {"GUNICORN_PRESET": "gevent", "WEB_CONCURRENCY": "1"}
+    env["GUNICORN_WORKER_CONNECTIONS"] = "1200"  # none of them idle long enough to be closed
+    command = open_files_limit(1024, server_files) + launcher(project)
+    try:
+        with serve(running_server, project, command, **env) as server:
+            port = port_of(server)
+            connections = [
+                http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(clients)
+            ]
+            statuses = []
+            try:
+                for _ in range(2):  # the second request on each waits as an idle connection
+                    for connection in connections:
+                        connection.request("GET", "/healthz")
+                        response = connection.getresponse()
+                        response.read()
+                        statuses.append(response.status)
+            finally:
+                for connection in connections:
+                    connection.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert statuses == [200] * 2 * clients, Counter(statuses)
+    assert "Traceback" not in server.log and "Open files" not in server.log, server.log[-3000:]
+
+
+def test_a_hard_limit_of_open_files_too_low_for_the_connections_is_one_warning(
+    project, running_server
+):
+    env = {"GUNICORN_PRESET": "gevent", "WEB_CONCURRENCY": "1"}
+    command = open_files_limit(1024, 1024) + launcher(project)
+    with serve(running_server, project, command, **env) as server:
+        assert server.get("/healthz")[0] == 200
+    warnings = [line for line in server.log.splitlines() if "Open files" in line]
+    assert len(warnings) == 1, server.log[-3000:]
+    assert "2,000 connections" in warnings[0] and "1,024" in warnings[0], warnings
 
 
 def test_asgi_logs_clients_that_left_as_499s_and_stops_cleanly_right_after(project, running_server):

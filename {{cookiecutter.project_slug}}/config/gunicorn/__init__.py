@@ -5,6 +5,7 @@
     base.py         the production settings every preset shares, and its hooks
     sizing.py       workers, threads, connections from the CPU budget: every preset's rule
     cpu.py          the CPU budget: affinity and cgroup quotas
+    openfiles.py    the open-file limit, lifted for the workers' connections
     environment.py  the environment variables, checked
     accesslog.py    the access log, at a twentieth of the cost of gunicorn's own
     startup.py      what the master checks before any worker forks; the start-up line

@@ -21,7 +21,7 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-from config.gunicorn import sizing, startup
+from config.gunicorn import openfiles, sizing, startup
 from config.gunicorn.accesslog import KIT_FORMAT
 from config.gunicorn.cpu import cpu_budget
 from config.gunicorn.environment import BadSetting, read_environment
@@ -96,6 +96,8 @@ def size(model):
 
 def nworkers_changed(server, workers, previous):
     """Plan the database connections whenever the number of workers is set."""
+    if previous is None:
+        openfiles.lift_soft_limit()  # before any worker forks: they inherit it
     if previous is None and startup.worker_model(server.cfg) == "gevent":
         monkey = sys.modules["gevent.monkey"]  # gunicorn has imported the worker class
         if not monkey.is_module_patched("socket"):

@@ -29,6 +29,9 @@ RULES = {
 }
 DEFAULT_THREADS = 8
 DEFAULT_CONNECTIONS = 1000  # gunicorn's worker_connections
+# A gevent worker takes as many connections again as worker_connections, to shed them rather
+# than leave them in the listen backlog (workers/gevent.py).
+GEVENT_SHED_FACTOR = 2
 # Memory under load, from `nox -s loadtest` on 2 CPUs (PSS, master and workers together):
 # sync 192 MiB with 5 workers, gthread 145 with 3, gevent 160 with 2, asgi 187 with 2.
 MASTER_MIB = 30
@@ -51,6 +54,15 @@ class Sizing:
             "gthread": self.threads,
             "gevent": self.worker_connections,
         }.get(self.model)
+
+
+def connections_held(model, worker_connections):
+    """The most client connections one worker holds open; None: no bound (asgi)."""
+    return {
+        "sync": 1,
+        "gthread": worker_connections,
+        "gevent": GEVENT_SHED_FACTOR * worker_connections,
+    }.get(model)
 
 
 def size(model, cpus, env):

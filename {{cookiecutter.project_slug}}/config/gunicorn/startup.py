@@ -31,7 +31,7 @@ from importlib.util import find_spec
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.gunicorn import production, versions
+from config.gunicorn import openfiles, production, versions
 from config.gunicorn.database.plan import BadPlan, plan_database
 from config.gunicorn.database.settings import statement_timeout_default
 from config.gunicorn.database.verify import (
@@ -42,7 +42,7 @@ from config.gunicorn.database.verify import (
     postgresql,
 )
 from config.gunicorn.environment import BadSetting, check_options, read_environment
-from config.gunicorn.sizing import Sizing
+from config.gunicorn.sizing import Sizing, connections_held
 from config.gunicorn.workers import model_of
 
 READY_CHECK_TIMEOUT_S = 2  # as /readyz: a database that does not answer delays start-up no more
@@ -167,6 +167,9 @@ def verify_and_log(server, preset, sizing, cpu, budget, allow_debug):
             server.log.warning(warning)
     if middleware:
         server.log.warning(str(middleware))
+    files = openfiles.shortfall(plan.model, connections_held(plan.model, cfg.worker_connections))
+    if files:
+        server.log.warning(files)
     for alias in postgresql(settings.DATABASES):
         reason = cannot_connect(alias, READY_CHECK_TIMEOUT_S)
         if reason:

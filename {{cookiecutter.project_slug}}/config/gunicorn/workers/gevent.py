@@ -35,16 +35,17 @@ one such request lost without the linger, none with it).
 Cost, in CPU time per request against gunicorn's own gevent worker on /healthz,
 both served at once on one CPU (medians of 3): the preset as shipped, 360 us
 against 314; on /demo/io?ms=50, 780 against 760. Of the 13 % on /healthz, each
-piece taken out alone saved: RequestHeadWait 3.7 % (its select(), a wait
+piece taken out alone saved: RequestHeadWait 3.7 % (a select(), a wait
 through the hub with a watcher made for it, a second timer for the head), the
 access line 4.5 %, gevent's loop monitor 3.8 % (observability/loopwatch.py),
 the metrics 1.5 %. A first version waited through the hub even when the next
 request was there already: 5 % of the worker's time. It asks the socket with
-one select() first (1 us). RequestHeadWait's timers and watcher, made once per
+one poll() first (0.5 us). RequestHeadWait's timers and watcher, made once per
 connection since, gave back 1.7 % of it (91.8 % of stock's throughput a CPU,
 against 91.0 %).
 """
 
+import select
 import time
 
 import gevent
@@ -54,6 +55,7 @@ from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
 from config.gunicorn.observability.requestid import request_scope
+from config.gunicorn.sizing import GEVENT_SHED_FACTOR
 from config.gunicorn.workers.lifecycle import STOP_LINGER_S, Lifecycle
 from config.gunicorn.workers.limits import (
     REQUEST_HEAD_TIMEOUT,
@@ -69,7 +71,6 @@ from config.gunicorn.workers.limits import (
 
 PROBE_PATHS = ("/healthz", "/readyz")
 SHED_HEAD_TIMEOUT = 1
-SHED_FACTOR = 2  # connections a worker takes, in worker_connections
 # A connection whose next request is always there already (a client that pipelines, or
 # one faster than the worker's own work after a response) never made its greenlet wait: it
 # kept the loop, request after request, while every other connection waited (3,000
@@ -83,8 +84,10 @@ TURN_S = 0.001
 GIVE_WAY_S = 1e-6
 # The system call itself, not gevent's cooperative version: asking whether a socket has
 # data costs one call, where a wait through gevent's hub (even for data already there)
-# cost 5 % of a worker's time on /healthz.
-unpatched_select = monkey.get_original("select", "select")
+# cost 5 % of a worker's time on /healthz. poll(), not select(): select() refuses a
+# descriptor over 1023, which a worker of 1,000 connections has (each request on them
+# failed with a ValueError, and a load test's higher steps saw thousands of errors).
+unpatched_poll = monkey.get_original("select", "poll")
 
 
 class CloseIdle(Exception):
@@ -111,7 +114,7 @@ class GuardedGeventWorker(Lifecycle, GeventWorker):
         # gunicorn's worker sizes its greenlet pool from this: room to shed as many again
         # rather than leave them in the backlog. (Unbounded, gunicorn's graceful stop finds
         # the pool never empty, and waits its whole graceful_timeout.)
-        self.worker_connections = SHED_FACTOR * self.cfg.worker_connections
+        self.worker_connections = GEVENT_SHED_FACTOR * self.cfg.worker_connections
         self.connections = {}  # greenlet: Connection
         self.idle = {}  # greenlet: the time it began waiting; the longest first
 
@@ -200,7 +203,7 @@ class RequestHeadWait:
         seconds = SHED_HEAD_TIMEOUT if connection.shed else REQUEST_HEAD_TIMEOUT
         self.head_timer = gevent.Timeout(seconds, False)
         self.idle_timer = gevent.Timeout(worker.cfg.keepalive, StopIteration)
-        self.readable_watcher = self.turn_timer = None  # made when first needed
+        self.poller = self.readable_watcher = self.turn_timer = None  # made when first needed
         self.turn_began = time.monotonic()  # when this greenlet last let the others run
 
     def __enter__(self):
@@ -233,8 +236,15 @@ class RequestHeadWait:
             if watcher is not None:
                 watcher.close()
 
+    def readable(self, fileno):
+        """Whether the client sent something (or closed the connection), without waiting."""
+        if self.poller is None:
+            self.poller = unpatched_poll()
+            self.poller.register(fileno, select.POLLIN)
+        return bool(self.poller.poll(0))
+
     def wait_while_idle(self, fileno):
-        if readable(fileno):
+        if self.readable(fileno):
             return  # the next request is here already
         worker = self.worker
         if worker.alive:
@@ -250,7 +260,7 @@ class RequestHeadWait:
                 return
             except CloseIdle:
                 if worker.alive:  # closed to make room: at once, unless a request came
-                    if readable(fileno):
+                    if self.readable(fileno):
                         return
                     raise StopIteration("idle connection closed") from None
             finally:
@@ -260,7 +270,3 @@ class RequestHeadWait:
         # last response, which said keep-alive. Waited for a while, that request is served,
         # with Connection: close.
         wait_read(fileno, timeout=STOP_LINGER_S, timeout_exc=StopIteration)
-
-
-def readable(fileno):
-    return bool(unpatched_select([fileno], [], [], 0)[0])
