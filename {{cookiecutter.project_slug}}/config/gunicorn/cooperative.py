@@ -24,11 +24,10 @@ before any worker forks, checks the rest:
   was a 500: "You cannot use AsyncToSync in the same thread as an async event
   loop". asgiref gets a pool of real threads instead, one per worker
   (ASYNC_VIEW_THREADS): each loop runs in one, while the request's greenlet
-  waits cooperatively (20 requests to
-  /demo/io-async at once: 20 answered, where 19 were 500s). At most
-  ASYNC_VIEW_THREADS run at once in a worker; the asgi preset has no such
-  bound (a task each, not a thread). Which serves them faster depends on the
-  views: `nox -s loadtest` measures it (io-async).
+  waits cooperatively (20 requests to /demo/io-async at once: 20 answered,
+  where 19 were 500s). At most ASYNC_VIEW_THREADS run at once in a worker;
+  the asgi preset has no such bound (a task each, not a thread). Which serves
+  them faster depends on the views: `nox -s loadtest` measures it (io-async).
 
 Workers are forked from the master, so they inherit all of it, the wait
 callback included. A failed check stops gunicorn with one line, and no worker

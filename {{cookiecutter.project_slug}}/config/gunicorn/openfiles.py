@@ -44,7 +44,7 @@ def shortfall(model, connections):
         return None
     return (
         f"Open files: a {model} worker holds up to {connections:,} connections "
-        f"({needed:,} open files), but the limit is {limit:,}: clients past it wait in the "
-        "listen backlog. Raise the hard limit (LimitNOFILE= in a systemd unit, --ulimit "
+        f"({needed:,} open files), but the limit is {limit:,}: connections past it fail. "
+        "Raise the hard limit (LimitNOFILE= in a systemd unit, --ulimit "
         "nofile= for a container, limits.conf) or lower GUNICORN_WORKER_CONNECTIONS"
     )
