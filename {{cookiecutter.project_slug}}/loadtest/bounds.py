@@ -54,15 +54,13 @@ class Bound:
         return measured_rps / self.rps if self.rps > 0 else None
 
 
-def bound(
-    users, mix, capacity, generator_cpu_on_shared_cpus=0.0, cpu_s_in_run=None, offered_rps=None
-):
+def bound(users, mix, capacity, cpu_taken=0.0, cpu_s_in_run=None, offered_rps=None):
     """The bound of `users` sending the `mix` [(weight, Cost)] to a server of `capacity`.
 
     `cpu_s_in_run`: the server's CPU time per request during the run, if measured.
     `offered_rps`: an open-model run's arrival rate, which replaces the users' limit.
-    `generator_cpu_on_shared_cpus`: CPU the server's CPUs gave to others (the load
-    generator, the upstream) during the run.
+    `cpu_taken`: CPU the server's CPUs gave to others during the run (the upstream; the
+    load generator on one CPU: report.cpu_taken_from_server).
     """
     total = sum(weight for weight, _ in mix)
 
@@ -81,7 +79,7 @@ def bound(
         limits["connections"] = capacity.database_connections / database_s
     cpu_s = min(mean("cpu_s"), cpu_s_in_run or float("inf"))
     if cpu_s > 0:
-        cpus = max(capacity.cpus - generator_cpu_on_shared_cpus, 0.0)
+        cpus = max(capacity.cpus - cpu_taken, 0.0)
         limits["cpu"] = cpus / cpu_s
     limit = min(limits, key=limits.get)
     return Bound(rps=limits[limit] if math.isfinite(limits[limit]) else 0.0, limit=limit)

@@ -109,6 +109,15 @@ def database_seconds(mix, costs):
     )
 
 
+def cpu_taken_from_server(usage, shared_cpus):
+    """CPU the server's CPUs gave to others during a run, in cores: the upstream's, which
+    runs on them (/demo/upstream), and the generator's when it shares them (one CPU)."""
+    taken = usage.get("upstream_cpu") or 0.0
+    if shared_cpus:
+        taken += usage["generator_cpu"] or 0.0
+    return taken
+
+
 def judge(measurements, results):
     """One row per run: what Locust and the sampler measured, its bound and efficiency."""
     shared_cpus = measurements["machine"]["shared_cpus"]
@@ -147,14 +156,13 @@ def judge(measurements, results):
         sizing = Sizing(**preset["sizing"])
         mix = [(weight, Cost(**preset["costs"][name])) for weight, name in run["mix"]]
         capacity = Capacity(sizing.slots, sizing.database_connections, sizing.cpus)
-        others_cpu = (usage["generator_cpu"] or 0.0) + (usage.get("upstream_cpu") or 0.0)
         server_cpu = usage["server_cpu"]  # None: the run was too short for two samples
         cpu_s_in_run = server_cpu / stats.rps if stats.rps and server_cpu is not None else None
         run_bound = bound(
             run["users"],
             mix,
             capacity,
-            others_cpu if shared_cpus else 0.0,
+            cpu_taken_from_server(usage, shared_cpus),
             cpu_s_in_run,
             offered_rps=rate,
         )

@@ -15,8 +15,8 @@
   accepted it, and workers accept unevenly: a worker with most of the
   connections, and only its share of the database pool, caps a whole preset.
 
-- The CPU of the upstream the scenario calls, if any (/demo/upstream): on
-  shared CPUs, it is not the server's to use either.
+- The CPU of the upstream the scenario calls, if any (/demo/upstream): it runs
+  on the server's CPUs, so it is not the server's to use either.
 
 Sampling starts when Locust reports every user running, and stops when it
 stops running: start-up and ramp-up are not measured, as Locust's own numbers

@@ -19,9 +19,11 @@ From a row's capacity (capacity.py), measured on this machine:
   the pool it needs; when even the busy connections do not fit, the database
   itself is the limit, not the web tier.
 
-The numbers hold for a machine like this one: on shared CPUs, the load generator
-took some of the server's (the report says so), so a production instance does at
-least as well.
+The numbers hold for a server with the CPUs it had here (the report says which:
+the load generator has CPUs of its own from 2 CPUs on, run.split_cpus): a 2-CPU
+machine measures, and sizes in, instances of one CPU. On a single CPU the
+generator took some of the server's, and a production instance does at least as
+well.
 """
 
 import math

@@ -167,13 +167,15 @@ def test_without_demo_endpoints_a_locust_file_of_yours_is_needed():
 @pytest.mark.parametrize(
     ("locust_workers", "cpus", "server", "generator"),
     [
-        (0, [0, 1], [0, 1], [0, 1]),  # 2 CPUs: shared, and the report says so
-        (0, [0, 1, 2], [0, 1, 2], [0, 1, 2]),
+        (0, [0], [0], [0]),  # 1 CPU: shared, and the report says so
+        (0, [0, 1], [0], [1]),  # 2 CPUs: a 1-CPU server, load from the other
+        (4, [0, 1], [0], [1]),
+        (0, [0, 1, 2], [0, 1], [2]),
         (0, [0, 1, 2, 3], [0, 1, 2], [3]),
         (2, [0, 1, 2, 3], [0, 1], [2, 3]),
         (8, [0, 1, 2, 3], [0, 1], [2, 3]),  # never more than half
         (3, [4, 5, 6, 7, 8, 9, 10, 11], [4, 5, 6, 7, 8], [9, 10, 11]),
     ],
 )
-def test_the_generator_gets_cpus_of_its_own_on_4_or_more(locust_workers, cpus, server, generator):
+def test_the_generator_gets_cpus_of_its_own_from_2_on(locust_workers, cpus, server, generator):
     assert split_cpus(locust_workers, cpus) == (server, generator)

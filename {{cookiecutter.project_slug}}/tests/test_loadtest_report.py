@@ -172,10 +172,30 @@ def test_the_cheaper_cpu_time_counts_the_calibrations_or_the_runs():
     assert dearer_in_run.rps == pytest.approx(calibrated.rps) == pytest.approx(2 / 0.01)
 
 
-def test_the_generators_cpu_is_not_the_servers_on_shared_cpus():
+def test_the_cpu_others_took_is_not_the_servers():
     alone = bound(100, [(1, CPU)], Capacity(5, None, 2))
-    shared = bound(100, [(1, CPU)], Capacity(5, None, 2), generator_cpu_on_shared_cpus=0.5)
+    shared = bound(100, [(1, CPU)], Capacity(5, None, 2), cpu_taken=0.5)
     assert shared.rps == pytest.approx(alone.rps * 1.5 / 2)
+
+
+def test_the_upstream_takes_the_servers_cpus_and_the_generator_only_when_it_shares_them():
+    usage = {"generator_cpu": 0.4, "upstream_cpu": 0.25}
+    assert report.cpu_taken_from_server(usage, shared_cpus=True) == pytest.approx(0.65)
+    assert report.cpu_taken_from_server(usage, shared_cpus=False) == pytest.approx(0.25)
+    without_upstream = {"generator_cpu": 0.4, "upstream_cpu": None}
+    assert report.cpu_taken_from_server(without_upstream, shared_cpus=False) == 0.0
+
+
+def test_a_generator_on_cpus_of_its_own_leaves_the_server_its_whole_budget(results, measurements):
+    measurements["machine"]["shared_cpus"] = False
+    (results / "measurements.json").write_text(json.dumps(measurements))
+    row = row_of(report.write(results), "sync", "cpu")
+    run = next(r for r in measurements["runs"] if (r["preset"], r["scenario"]) == ("sync", "cpu"))
+    cpus = measurements["presets"]["sync"]["sizing"]["cpus"]
+    in_run = run["usage"]["server_cpu"] / row["rps"]
+    cpu_s = min(cost(measurements, "sync", "cpu")["cpu_s"], in_run)
+    assert row["bound_limit"] == "cpu"
+    assert row["bound_rps"] == pytest.approx(cpus / cpu_s)
 
 
 def qualifying(summary, scenario, slo_p99_ms):

@@ -32,16 +32,20 @@ sends its next request as the worker stops gets an answer, not its connection
 closed under the request (8 clients on /demo/leak while workers were replaced:
 one such request lost without the linger, none with it).
 
-Cost, in CPU time per request against gunicorn's own gevent worker on /healthz,
-both served at once on one CPU (medians of 3): the preset as shipped, 360 us
-against 314; on /demo/io?ms=50, 780 against 760. Of the 13 % on /healthz, each
-piece taken out alone saved: RequestHeadWait 3.7 % (a select(), a wait
-through the hub with a watcher made for it, a second timer for the head), the
-access line 4.5 %, gevent's loop monitor 3.8 % (observability/loopwatch.py),
-the metrics 1.5 %. A first version waited through the hub even when the next
-request was there already: 5 % of the worker's time. It asks the socket with
-one poll() first (0.5 us). RequestHeadWait's timers and watcher, made once per
-connection since, gave back 1.7 % of it (91.8 % of stock's throughput a CPU,
+Cost, in CPU time per request against gunicorn's own gevent worker on /healthz
+(`gunicorn -k gevent -w 2`), five servers at once on one CPU, a wrk each on the
+other, medians of 5 rounds of 8 s: the preset as shipped, 305 to 309 us against
+256 (83 to 84 % of stock's throughput a CPU; two copies of the preset differed by
+1.4 %, the noise). Taken out one after the other: the access line 14 us
+(accesslog.py), the metrics and the loop monitor 12 (observability/), this
+worker's request scope and ID 8, its head waits 5, and the rest of it 4 (the
+connection table, the head checks). gunicorn's own worker under the preset's
+settings and hooks, all that taken out: 98 to 99.7 % of stock (two runs). What the
+preset costs is its work on each request, each piece asked for, not its settings. On
+/demo/io?ms=50, 780 against 760. A first version waited through the hub even
+when the next request was there already: 5 % of the worker's time. It asks the
+socket with one poll() first (0.5 us). RequestHeadWait's timers and watcher, made
+once per connection since, gave back 1.7 % (91.8 % of stock's throughput a CPU,
 against 91.0 %).
 """
 
