@@ -116,9 +116,11 @@ def test_every_preset_serves_from_the_image_as_its_user_and_stops_cleanly(
         # until the master's loop has read its workers' heartbeats once, up to a second after
         # boot: a CI run checked sooner.
         deadline = time.monotonic() + healthcheck_start_period_s(image.project)
-        while not container.healthcheck() and time.monotonic() < deadline:
+        healthy = container.healthcheck()
+        while not healthy and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert container.healthcheck(), container.logs()
+            healthy = container.healthcheck()
+        assert healthy, container.logs()
 
         # 50 requests in flight when the container is stopped, more than the sync preset's
         # workers: those waiting in the listen backlog are answered too before gunicorn exits.

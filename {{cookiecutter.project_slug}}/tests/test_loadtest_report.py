@@ -118,16 +118,20 @@ def test_gevent_db_is_bound_by_its_database_connections(summary, measurements):
 
 def test_cpu_is_bound_by_the_cpus_the_generator_left(summary, measurements):
     row = row_of(summary, "sync", "cpu")
-    run = next(r for r in measurements["runs"] if (r["preset"], r["scenario"]) == ("sync", "cpu"))
-    cpus = measurements["presets"]["sync"]["sizing"]["cpus"]
     assert measurements["machine"]["shared_cpus"]
-    left = cpus - run["usage"]["generator_cpu"]
+    cpus, generator_cpu, cpu_s = sync_cpu_run(measurements, row)
+    assert row["bound_limit"] == "cpu"
+    assert row["bound_rps"] == pytest.approx((cpus - generator_cpu) / cpu_s)
+    assert row["efficiency"] <= 1.0 + 1e-9  # a run uses no more CPU than it has
+
+
+def sync_cpu_run(measurements, row):
+    """(the CPU budget, the generator's CPU, the CPU time per request) of the sync cpu run."""
+    run = next(r for r in measurements["runs"] if (r["preset"], r["scenario"]) == ("sync", "cpu"))
     # The cheaper of the calibration's CPU time per request and the run's own.
     in_run = run["usage"]["server_cpu"] / row["rps"]
     cpu_s = min(cost(measurements, "sync", "cpu")["cpu_s"], in_run)
-    assert row["bound_limit"] == "cpu"
-    assert row["bound_rps"] == pytest.approx(left / cpu_s)
-    assert row["efficiency"] <= 1.0 + 1e-9  # a run uses no more CPU than it has
+    return measurements["presets"]["sync"]["sizing"]["cpus"], run["usage"]["generator_cpu"], cpu_s
 
 
 def test_the_baseline_is_one_sync_worker(summary, measurements):
@@ -190,10 +194,7 @@ def test_a_generator_on_cpus_of_its_own_leaves_the_server_its_whole_budget(resul
     measurements["machine"]["shared_cpus"] = False
     (results / "measurements.json").write_text(json.dumps(measurements))
     row = row_of(report.write(results), "sync", "cpu")
-    run = next(r for r in measurements["runs"] if (r["preset"], r["scenario"]) == ("sync", "cpu"))
-    cpus = measurements["presets"]["sync"]["sizing"]["cpus"]
-    in_run = run["usage"]["server_cpu"] / row["rps"]
-    cpu_s = min(cost(measurements, "sync", "cpu")["cpu_s"], in_run)
+    cpus, _, cpu_s = sync_cpu_run(measurements, row)
     assert row["bound_limit"] == "cpu"
     assert row["bound_rps"] == pytest.approx(cpus / cpu_s)
 

@@ -36,9 +36,9 @@ Cost, in CPU time per request against gunicorn's own gevent worker on /healthz
 (`gunicorn -k gevent -w 2`), five servers at once on one CPU, a wrk each on the
 other, medians of 5 rounds of 8 s: the preset as shipped, 305 to 309 us against
 256 (83 to 84 % of stock's throughput a CPU; two copies of the preset differed by
-1.4 %, the noise). Taken out one after the other: the access line 14 us
-(accesslog.py), the metrics and the loop monitor 12 (observability/), this
-worker's request scope and ID 8, its head waits 5, and the rest of it 4 (the
+1.4 %, the noise). Taken out: the access line 14 us (accesslog.py), then the
+metrics and the loop monitor 12 (observability/); of this worker's own work, each
+taken out alone, its request scope and ID 8, its head waits 5, and the rest 4 (the
 connection table, the head checks). gunicorn's own worker under the preset's
 settings and hooks, all that taken out: 98 to 99.7 % of stock (two runs). What the
 preset costs is its work on each request, each piece asked for, not its settings. On
