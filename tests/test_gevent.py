@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -621,6 +622,53 @@ def test_a_connection_whose_requests_never_stop_coming_takes_turns_with_the_othe
     busy_took = responses.last - started
     print(f"another request waited {other_waited:.3f} s; {pipelined} pipelined: {busy_took:.3f} s")
     assert other_waited < busy_took / 5, (other_waited, busy_took)
+
+
+def test_a_tls_connections_next_request_is_read_through_its_ssl_object(
+    projects, running_server, database_url, tmp_path
+):
+    """A plain connection's next request is read ahead into gunicorn's buffer
+    (workers/gevent.py, RequestHeadWait.received); a TLS connection's bytes are its SSL
+    object's to decrypt. Two requests sent as two TLS records, the second there before the
+    first is answered: read ahead, the second was ciphertext, and got no answer."""
+    key, certificate = tmp_path / "key.pem", tmp_path / "certificate.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subprocess.run(
+        [*openssl, "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", certificate],
+        check=True,
+        capture_output=True,
+    )
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE  # its own certificate, on 127.0.0.1
+    project = projects["psycopg"]
+    args = [*gunicorn(project), "--certfile", str(certificate), "--keyfile", str(key)]
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = environment(project, PORT=str(port), DATABASE_URL=database_url)
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            args, cwd=project.path, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                connection = client.wrap_socket(socket.create_connection(("127.0.0.1", port), 1))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        with connection:
+            connection.settimeout(10)
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            answered = b"".join(iter(lambda: connection.recv(65536), b""))
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert answered.count(b"HTTP/1.1 200 OK") == 2, answered
 
 
 class ResponseCounter(threading.Thread):

@@ -8,22 +8,26 @@ tests/test_presets.py and by `nox -s resilience`.
 
 import asyncio
 import datetime
+import email.utils
 import logging
 import multiprocessing
 import socket
 import threading
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
+from gunicorn import util
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
-from gunicorn.http import RequestParser
+from gunicorn.http import RequestParser, wsgi
+from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers import SUPPORTED_WORKERS, gasgi
 
 from config.gunicorn import workers
 from config.gunicorn.accesslog import KIT_FORMAT, AccessLogger, LazyAtoms, kit_line
 from config.gunicorn.observability import requestid
-from config.gunicorn.workers import asgi, limits, recycle
+from config.gunicorn.workers import asgi, limits, recycle, responses
 from config.gunicorn.workers.threads import RequestThreads
 
 
@@ -210,6 +214,120 @@ def test_the_presets_line_is_the_one_its_format_gives(environ):
         assert kit_line(logger, LazyAtoms.status(Response), Response, environ, took) == expected
     finally:
         requestid.current.reset(token)
+
+
+class CountedSocket:
+    """The worker's end of a socket pair, counting the calls that send."""
+
+    def __init__(self, sock):
+        self.sock, self.sends = sock, 0
+
+    def send(self, data, *flags):
+        self.sends += 1
+        return self.sock.send(data, *flags)
+
+    def sendall(self, data, *flags):
+        self.sends += 1
+        return self.sock.sendall(data, *flags)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def written(head, headers, body, through_response_socket):
+    """What gunicorn writes for a request `head` answered with `headers` and `body` (its
+    pieces), without its Date line, and how many calls sent it."""
+    server, client = socket.socketpair()
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(iter(lambda: client.recv(65536), b"")))
+    try:
+        request = parsed(server, client, head)
+        reader.start()
+        counted = CountedSocket(server)
+        sock = responses.ResponseSocket(counted) if through_response_socket else counted
+        response, _ = wsgi.create(request, sock, ("127.0.0.1", 0), ("127.0.0.1", 80), Config())
+        response.start_response("200 OK", list(headers))
+        for piece in body:
+            response.write(piece)
+        response.close()
+        if through_response_socket:
+            sock.finish()
+        server.shutdown(socket.SHUT_WR)
+        reader.join(10)
+    finally:
+        server.close()
+        client.close()
+    lines = b"".join(received).split(b"\r\n")
+    return b"\r\n".join(line for line in lines if not line.startswith(b"Date: ")), counted.sends
+
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+JSON = ("Content-Type", "application/json")
+
+
+@pytest.mark.parametrize(
+    ("head", "headers", "body", "gunicorns_sends", "sends"),
+    [
+        (GET, [JSON, ("Content-Length", "2")], [b"{}"], 2, 1),
+        (GET, [JSON], [b"{}"], 3, 2),  # chunked, as /healthz: the last chunk apart
+        (GET, [("Content-Length", "4")], [b"ab", b"cd"], 3, 2),
+        (b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", [JSON, ("Content-Length", "2")], [b"{}"], 1, 1),
+        (GET, [("Content-Length", "70000")], [b"x" * 70_000], 2, 2),  # too large to join
+    ],
+)
+def test_a_response_is_the_one_gunicorn_writes_in_fewer_sends(
+    head, headers, body, gunicorns_sends, sends
+):
+    gunicorns = written(head, headers, body, through_response_socket=False)
+    assert gunicorns[1] == gunicorns_sends  # gunicorn's own count, on this gunicorn
+    assert written(head, headers, body, through_response_socket=True) == (gunicorns[0], sends)
+
+
+def test_an_interim_response_goes_at_once_and_the_head_after_it_waits_for_the_body(connection):
+    server, client = connection
+    counted = CountedSocket(server)
+    sock = responses.ResponseSocket(counted)
+    sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+    assert counted.sends == 1
+    assert client.recv(100).startswith(b"HTTP/1.1 103 ")
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+    assert counted.sends == 1  # held
+    sock.sendall(b"{}")
+    assert counted.sends == 2
+    assert client.recv(100) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def test_the_date_header_is_formatted_once_a_second():
+    responses.date_once_a_second()  # as each WSGI worker's module does
+    before = int(time.time())
+    first, second = util.http_date(), util.http_date()
+    after = int(time.time())
+    assert first is second or before != after  # the same string, not formatted again
+    assert first in {email.utils.formatdate(second, usegmt=True) for second in (before, after)}
+    assert util.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"  # a given time: formatted
+
+
+def test_a_plain_connections_next_request_is_read_ahead_into_gunicorns_buffer(connection):
+    from config.gunicorn.workers.gevent import Connection, RequestHeadWait
+
+    server, client = connection
+    server.setblocking(False)  # as gevent's sockets are, below their cooperative methods
+    unreader = SocketUnreader(server)
+
+    class Worker:
+        cfg = Config()  # no certificate: plain connections
+
+    head_wait = RequestHeadWait(Worker, Connection(("127.0.0.1", 0), shed=False))
+    try:
+        assert head_wait.received(unreader) is False  # nothing yet: the worker waits for it
+        client.sendall(b"GET / HTTP/1.1\r\n")
+        assert head_wait.received(unreader) is True
+        assert unreader.read() == b"GET / HTTP/1.1\r\n"  # where gunicorn's parser reads
+        client.close()
+        assert head_wait.received(unreader) is True  # the end, for gunicorn to read and close
+        assert unreader.read() == b""
+    finally:
+        head_wait.close()
 
 
 def take_turn_in_a_child(interval_s, queue):

@@ -5,6 +5,8 @@ clients, at shutdown, and over a long life.
                   before the application sees it: every worker applies it
     lifecycle.py  a stop sent while a worker boots is not lost; recycling (recycle.py:
                   a worker is replaced when its memory has grown, never two at once)
+    responses.py  how the WSGI workers write a response: in fewer system calls than
+                  gunicorn, its Date header formatted once a second
     sync.py gthread.py gevent.py asgi.py   each worker model's class, and what it adds
                   for its own model: see each module
 
@@ -12,10 +14,10 @@ Each class says which worker model it is (`model`), for the checks and the
 start-up line. Cost, in CPU time per request on /healthz against gunicorn's own
 class of the same model and worker count, each preset as shipped (access line,
 metrics, request IDs on), both served at once on one CPU with wrk on the other,
-medians of 3 rounds: sync 417 against 386 us (92.5 % of stock's throughput),
-gthread 378 against 357 (94.5 %), gevent 360 against 314 (87 %: gevent.py says
-where), asgi 1,169 against 1,110 (95 %). On /demo/io?ms=50, where the wait
-bounds throughput, the sync, gthread and gevent presets serve as many requests as
+medians of 5 rounds: sync 274 against 264 us (96.4 % of stock's throughput),
+gthread 267 against 259 (97.1 %), gevent 237 against 219 (92.5 %: gevent.py says
+where), asgi 1,169 against 1,110 (95 %, an earlier run). On /demo/io?ms=50,
+where the wait bounds throughput, the sync, gthread and gevent presets serve as many requests as
 stock gunicorn (gthread more); asgi, whose sync view costs 3 to 4 ms of CPU in a
 thread, 95 %. `nox -s loadtest -- --presets ...,stock` compares them on your
 machine.

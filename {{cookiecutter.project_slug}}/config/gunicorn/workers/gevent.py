@@ -32,21 +32,19 @@ sends its next request as the worker stops gets an answer, not its connection
 closed under the request (8 clients on /demo/leak while workers were replaced:
 one such request lost without the linger, none with it).
 
-Cost, in CPU time per request against gunicorn's own gevent worker on /healthz
-(`gunicorn -k gevent -w 2`), five servers at once on one CPU, a wrk each on the
-other, medians of 5 rounds of 8 s: the preset as shipped, 305 to 309 us against
-256 (83 to 84 % of stock's throughput a CPU; two copies of the preset differed by
-1.4 %, the noise). Taken out: the access line 14 us (accesslog.py), then the
-metrics and the loop monitor 12 (observability/); of this worker's own work, each
-taken out alone, its request scope and ID 8, its head waits 5, and the rest 4 (the
-connection table, the head checks). gunicorn's own worker under the preset's
-settings and hooks, all that taken out: 98 to 99.7 % of stock (two runs). What the
-preset costs is its work on each request, each piece asked for, not its settings. On
-/demo/io?ms=50, 780 against 760. A first version waited through the hub even
-when the next request was there already: 5 % of the worker's time. It asks the
-socket with one poll() first (0.5 us). RequestHeadWait's timers and watcher, made
-once per connection since, gave back 1.7 % (91.8 % of stock's throughput a CPU,
-against 91.0 %).
+Cost, in CPU time per request on /healthz against gunicorn's own gevent worker
+with as many workers, both served at once on one CPU, a wrk each on the other,
+medians of 5 rounds of 8 s: 237 us against 219 (92.5 % of stock's throughput a
+CPU); 264 (83 %) before the worker wrote its responses in fewer system calls
+(responses.py). The rest is work each request does because it was asked for,
+each piece taken out alone from the worker before that (two copies of the preset
+differed by 1.4 %, the noise): its head waits 9 us, its request scope and ID 6,
+the loop monitor 5 and the metrics 4 (observability/), the access line 9 to 14
+(accesslog.py). gunicorn's own worker under the preset's settings and hooks, all
+of that taken out: 99.2 % of stock. On /demo/io?ms=50, 780 against 760. A first
+version waited through the hub even when the next request was there already: 5 %
+of the worker's time; it reads what is there first (RequestHeadWait.received).
+RequestHeadWait's timers and watcher, made once per connection, gave back 1.7 %.
 """
 
 import select
@@ -72,6 +70,7 @@ from config.gunicorn.workers.limits import (
     refuse,
     release_body,
 )
+from config.gunicorn.workers.responses import ResponseSocket, date_once_a_second
 
 PROBE_PATHS = ("/healthz", "/readyz")
 SHED_HEAD_TIMEOUT = 1
@@ -92,6 +91,8 @@ GIVE_WAY_S = 1e-6
 # descriptor over 1023, which a worker of 1,000 connections has (each request on them
 # failed with a ValueError, and a load test's higher steps saw thousands of errors).
 unpatched_poll = monkey.get_original("select", "poll")
+unpatched_read = monkey.get_original("os", "read")
+date_once_a_second()  # gunicorn's Date header: see responses.py
 
 
 class CloseIdle(Exception):
@@ -156,11 +157,13 @@ class GuardedGeventWorker(Lifecycle, GeventWorker):
         except Refusal as error:
             refuse(self.log, sock, error)
             raise StopIteration() from None  # gunicorn's worker closes the connection
+        response = ResponseSocket(sock)
         try:
-            super().handle_request(listener_name, req, sock, addr)
+            super().handle_request(listener_name, req, response, addr)
         finally:
             if body_length != 0:
                 release_body(req)
+            response.finish()  # a head without a body: HEAD, 204, 304
 
     def handle_error(self, req, client, addr, exc):
         super().handle_error(req, client, addr, exc)
@@ -224,7 +227,7 @@ class RequestHeadWait:
         unreader = self.connection.unreader
         if unreader is not None:
             if not unreader.buf.tell():  # nothing sent ahead
-                self.wait_while_idle(unreader.sock.fileno())
+                self.wait_while_idle(unreader)
             if time.monotonic() - self.turn_began > TURN_S:
                 self.give_way()
         self.head_timer.start()
@@ -250,16 +253,31 @@ class RequestHeadWait:
             if watcher is not None:
                 watcher.close()
 
-    def readable(self, fileno):
-        """Whether the client sent something (or closed the connection), without waiting."""
-        if self.poller is None:
-            self.poller = unpatched_poll()
-            self.poller.register(fileno, select.POLLIN)
-        return bool(self.poller.poll(0))
+    def received(self, unreader):
+        """Whether the client sent something (or closed the connection), without waiting.
 
-    def wait_while_idle(self, fileno):
-        if self.readable(fileno):
+        On a plain socket, what it sent is read into gunicorn's buffer, where its parser
+        reads first: the recv() gunicorn would make next is made here, where a poll()
+        asked first (one system call fewer a request on a busy connection). A TLS socket
+        is polled: its bytes are for its SSL object to read.
+        """
+        fileno = unreader.sock.fileno()
+        if self.worker.cfg.is_ssl:
+            if self.poller is None:
+                self.poller = unpatched_poll()
+                self.poller.register(fileno, select.POLLIN)
+            return bool(self.poller.poll(0))
+        try:
+            data = unpatched_read(fileno, unreader.mxchunk)
+        except BlockingIOError:
+            return False
+        unreader.unread(data)  # nothing (b""), when the client has closed: gunicorn reads that
+        return True
+
+    def wait_while_idle(self, unreader):
+        if self.received(unreader):
             return  # the next request is here already
+        fileno = unreader.sock.fileno()
         worker = self.worker
         if worker.alive:
             greenlet = gevent.getcurrent()
@@ -275,7 +293,7 @@ class RequestHeadWait:
                 return
             except CloseIdle:
                 if worker.alive:  # closed to make room: at once, unless a request came
-                    if self.readable(fileno):
+                    if self.received(unreader):
                         return
                     raise StopIteration("idle connection closed") from None
             finally:

@@ -45,6 +45,9 @@ from config.gunicorn.workers.limits import (
     refuse,
     release_body,
 )
+from config.gunicorn.workers.responses import ResponseSocket, date_once_a_second
+
+date_once_a_second()  # gunicorn's Date header: see responses.py
 
 
 class GuardedThreadWorker(Lifecycle, ThreadWorker):
@@ -103,11 +106,15 @@ class GuardedThreadWorker(Lifecycle, ThreadWorker):
             refuse(self.log, conn.sock, error)
             return False
         self.deadlines.pop(conn, None)  # the application's time is the application's
+        # gunicorn writes the response to conn.sock: for this request, a ResponseSocket.
+        conn.sock = response = ResponseSocket(conn.sock)
         try:
             return super().handle_request(req, conn)
         finally:
+            conn.sock = response.sock
             if body_length != 0:
                 release_body(req)
+            response.finish()  # a head without a body: HEAD, 204, 304
 
     def murder_keepalived(self, force=False):
         # Called by the main loop at least once a second.

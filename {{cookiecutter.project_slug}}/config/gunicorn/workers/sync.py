@@ -33,8 +33,10 @@ from config.gunicorn.workers.limits import (
     refuse,
     release_body,
 )
+from config.gunicorn.workers.responses import ResponseSocket, date_once_a_second
 
 NOTHING_WAITING = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED)
+date_once_a_second()  # gunicorn's Date header: see responses.py
 
 
 class GuardedSyncWorker(Lifecycle, SyncWorker):
@@ -62,11 +64,13 @@ class GuardedSyncWorker(Lifecycle, SyncWorker):
         except Refusal as error:
             refuse(self.log, sock, error)
             return
+        response = ResponseSocket(client)
         try:
-            super().handle_request(listener, req, client, addr)
+            super().handle_request(listener, req, response, addr)
         finally:
             if body_length != 0:
                 release_body(req)
+            response.finish()  # a head without a body: HEAD, 204, 304
 
     def wait(self, timeout):
         metrics.waiting()  # what it served, to the metrics files: it may now wait 15 s
@@ -110,9 +114,9 @@ class HeadBoundSocket:
         self.sock, self.log, self.addr = sock, log, addr
         self.reading_head = True
         self.stalled = False
-        # What gunicorn calls on every connection (sendall three times for /healthz), bound
-        # here rather than found through __getattr__: six Python calls a request fewer.
-        self.sendall, self.settimeout = sock.sendall, sock.settimeout
+        # What gunicorn and the response's socket (responses.py) call on every connection,
+        # bound here rather than found through __getattr__: six Python calls a request fewer.
+        self.send, self.sendall, self.settimeout = sock.send, sock.sendall, sock.settimeout
         self.shutdown, self.close = sock.shutdown, sock.close
 
     def recv(self, size):
