@@ -27,7 +27,7 @@ from gunicorn.workers import SUPPORTED_WORKERS, gasgi
 from config.gunicorn import workers
 from config.gunicorn.accesslog import KIT_FORMAT, AccessLogger, LazyAtoms, kit_line
 from config.gunicorn.observability import requestid
-from config.gunicorn.workers import asgi, limits, recycle, responses
+from config.gunicorn.workers import asgi, lifecycle, limits, recycle, responses
 from config.gunicorn.workers.threads import RequestThreads
 
 
@@ -328,6 +328,33 @@ def test_a_plain_connections_next_request_is_read_ahead_into_gunicorns_buffer(co
         assert unreader.read() == b""
     finally:
         head_wait.close()
+
+
+def test_settled_settings_read_as_gunicorn_reads_them_without_its_getattr(monkeypatch):
+    # The one place the kit goes around gunicorn's Config (workers/lifecycle.py), checked on
+    # this gunicorn: once settled, every setting and every property reads the same, and a
+    # setting is read without Config.__getattr__.
+    cfg = Config()
+    cfg.set("workers", 3)
+    cfg.set("certfile", "/etc/service.pem")
+    properties = [name for name, value in vars(Config).items() if isinstance(value, property)]
+
+    def every_value():
+        return {name: getattr(cfg, name) for name in [*cfg.settings, *properties]}
+
+    before = every_value()
+    lifecycle.settle(cfg)
+    looked_up = []
+    gunicorns = Config.__getattr__
+
+    def counted(cfg, name):
+        looked_up.append(name)
+        return gunicorns(cfg, name)
+
+    monkeypatch.setattr(Config, "__getattr__", counted)
+    assert every_value() == before
+    assert looked_up == []
+    assert cfg.workers == 3 and cfg.is_ssl
 
 
 def take_turn_in_a_child(interval_s, queue):

@@ -3,24 +3,32 @@ clients, at shutdown, and over a long life.
 
     limits.py     what a request must be, and how fast its head and body must come,
                   before the application sees it: every worker applies it
-    lifecycle.py  a stop sent while a worker boots is not lost; recycling (recycle.py:
-                  a worker is replaced when its memory has grown, never two at once)
+    lifecycle.py  a stop sent while a worker boots is not lost; settings read as
+                  attributes; recycling (recycle.py: a worker is replaced when its
+                  memory has grown, never two at once)
     responses.py  how the WSGI workers write a response: in fewer system calls than
                   gunicorn, its Date header formatted once a second
     sync.py gthread.py gevent.py asgi.py   each worker model's class, and what it adds
                   for its own model: see each module
 
 Each class says which worker model it is (`model`), for the checks and the
-start-up line. Cost, in CPU time per request on /healthz against gunicorn's own
-class of the same model and worker count, each preset as shipped (access line,
-metrics, request IDs on), both served at once on one CPU with wrk on the other,
-medians of 5 rounds: sync 274 against 264 us (96.4 % of stock's throughput),
-gthread 267 against 259 (97.1 %), gevent 237 against 219 (92.5 %: gevent.py says
-where), asgi 1,169 against 1,110 (95 %, an earlier run). On /demo/io?ms=50,
-where the wait bounds throughput, the sync, gthread and gevent presets serve as many requests as
-stock gunicorn (gthread more); asgi, whose sync view costs 3 to 4 ms of CPU in a
-thread, 95 %. `nox -s loadtest -- --presets ...,stock` compares them on your
-machine.
+start-up line. Cost, in CPU time per request against gunicorn's own class of
+the same model and worker count, each preset as shipped (access line, metrics,
+request IDs on), the two served at once on one CPU with wrk on the other, 30
+connections each, medians of 5 rounds of 8 s:
+
+    preset    /healthz                    /demo/io?ms=50
+    sync      253 against 261 us (103 %)   1,517 against 1,574 us (104 %)
+    gthread   242 against 269 (111 %)      859 against 937 (109 %)
+    gevent    219 against 226 (103 %)      599 against 658 (110 %)
+    asgi      606 against 925 (153 %)      2,719 against 3,112 (114 %)
+
+(the share is stock's throughput a CPU that the preset serves). They pay for
+their work on each request with less of gunicorn's: a response written in fewer
+system calls (responses.py), settings read as attributes (lifecycle.py); asgi
+with a thread kept per request (asgi.py). Before those, on /healthz, sync
+served 92 %, gthread 95 % and gevent 86 % of stock. `nox -s loadtest --
+--presets ...,stock` compares them on your machine.
 """
 
 from gunicorn.workers import SUPPORTED_WORKERS

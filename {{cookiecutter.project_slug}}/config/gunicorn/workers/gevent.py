@@ -34,16 +34,15 @@ one such request lost without the linger, none with it).
 
 Cost, in CPU time per request on /healthz against gunicorn's own gevent worker
 with as many workers, both served at once on one CPU, a wrk each on the other,
-medians of 5 rounds of 8 s: 237 us against 219 (92.5 % of stock's throughput a
-CPU); 264 (83 %) before the worker wrote its responses in fewer system calls
-(responses.py). The rest is work each request does because it was asked for,
-each piece taken out alone from the worker before that (two copies of the preset
-differed by 1.4 %, the noise): its head waits 9 us, its request scope and ID 6,
-the loop monitor 5 and the metrics 4 (observability/), the access line 9 to 14
-(accesslog.py). gunicorn's own worker under the preset's settings and hooks, all
-of that taken out: 99.2 % of stock. On /demo/io?ms=50, 780 against 760. A first
-version waited through the hub even when the next request was there already: 5 %
-of the worker's time; it reads what is there first (RequestHeadWait.received).
+medians of 5 rounds of 8 s: 219 us against 226 (103 % of stock's throughput a
+CPU; 86 % before the worker wrote its responses in fewer system calls and read
+its settings as attributes: responses.py, lifecycle.py). What this worker and
+the observability add to each request, each piece taken out alone (two copies
+of the preset differed by 1.4 %, the noise): its head waits 9 us, its request
+scope and ID 6, the loop monitor 5 and the metrics 4 (observability/), the
+access line 9 to 14 (accesslog.py). On /demo/io?ms=50, 599 against 658. A first
+version waited through the hub even when the next request was there already: 5
+% of the worker's time; it reads what is there first (RequestHeadWait.received).
 RequestHeadWait's timers and watcher, made once per connection, gave back 1.7 %.
 """
 

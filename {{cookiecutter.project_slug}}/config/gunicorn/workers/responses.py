@@ -29,7 +29,8 @@ wrk each on the other, medians of 5 rounds of 8 s, CPU time a request:
 (the share is stock's throughput a CPU that the preset keeps). Of gevent's 27
 us, the held head and no getsockopt() gave 11 to 15 (two runs), the date 8;
 reading the next request ahead (workers/gevent.py) saves a system call, too
-little to tell from the noise (1.4 %) in these runs.
+little to tell from the noise (1.4 %) in these runs. Settings read as
+attributes (lifecycle.py) took each preset past stock: workers/__init__.py.
 """
 
 import time
