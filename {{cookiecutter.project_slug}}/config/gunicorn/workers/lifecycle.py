@@ -26,12 +26,12 @@ even with every CPU busy.
 Settings settled after the fork. gunicorn's Config holds its settings in a
 dictionary and reads one through __getattr__ (a method call, a lookup, the
 setting's own get()) every time gunicorn's code reads it: 22 times for a
-/healthz request in a gevent worker. A worker's settings never change once it runs (a reload forks new
-workers), so as it starts running it copies each one onto the Config itself,
-where a read is an attribute's (`settle`). On /healthz, each preset beside
-gunicorn's own worker class at once on one CPU (CPU time a request, medians of 5
-rounds): gevent 239 -> 220 us (stock 223), sync 278 -> 256 (stock 267), gthread
-267 -> 243 (stock 267).
+/healthz request in a gevent worker. A worker's settings never change once it
+runs (a reload forks new workers), so as it starts running it copies each one
+onto the Config itself, where a read is an attribute's (`settle`). On /healthz,
+each preset beside gunicorn's own worker class at once on one CPU (CPU time a
+request, medians of 5 rounds): gevent 239 -> 220 us (stock 223), sync 278 -> 256
+(stock 267), gthread 267 -> 243 (stock 267).
 
 Recycling. On each heartbeat the worker asks the memory policy (recycle.py)
 whether it is its turn to be replaced, and if so stops as a SIGTERM would stop
