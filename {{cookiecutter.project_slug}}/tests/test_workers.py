@@ -303,7 +303,7 @@ def test_the_date_header_is_formatted_once_a_second():
     first, second = util.http_date(), util.http_date()
     after = int(time.time())
     assert first is second or before != after  # the same string, not formatted again
-    assert first in {email.utils.formatdate(second, usegmt=True) for second in (before, after)}
+    assert first in {email.utils.formatdate(moment, usegmt=True) for moment in (before, after)}
     assert util.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"  # a given time: formatted
 
 
