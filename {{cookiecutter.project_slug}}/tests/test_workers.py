@@ -318,13 +318,14 @@ def test_a_plain_connections_next_request_is_read_ahead_into_gunicorns_buffer(co
         cfg = Config()  # no certificate: plain connections
 
     head_wait = RequestHeadWait(Worker, Connection(("127.0.0.1", 0), shed=False))
+    fileno = server.fileno()
     try:
-        assert head_wait.received(unreader) is False  # nothing yet: the worker waits for it
+        assert head_wait.received(unreader, fileno) is False  # nothing yet: the worker waits
         client.sendall(b"GET / HTTP/1.1\r\n")
-        assert head_wait.received(unreader) is True
+        assert head_wait.received(unreader, fileno) is True
         assert unreader.read() == b"GET / HTTP/1.1\r\n"  # where gunicorn's parser reads
         client.close()
-        assert head_wait.received(unreader) is True  # the end, for gunicorn to read and close
+        assert head_wait.received(unreader, fileno) is True  # the end: gunicorn reads it, closes
         assert unreader.read() == b""
     finally:
         head_wait.close()

@@ -149,15 +149,15 @@ class LazyAtoms:
         return self.request_time.seconds * 1_000_000 + self.request_time.microseconds
 
 
+common_log_second = logs.once_a_second(
+    lambda second: time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second))
+)
+
+
 def common_log_time():
     """The time in the Common Log Format, formatted once a second rather than per request."""
-    now = int(time.time())
-    if now != _formatted_time[0]:
-        _formatted_time[:] = [now, time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(now))]
-    return _formatted_time[1]
+    return common_log_second(int(time.time()))
 
-
-_formatted_time = [None, ""]
 
 ATOMS = {
     "h": lambda atoms: atoms.environ.get("REMOTE_ADDR"),

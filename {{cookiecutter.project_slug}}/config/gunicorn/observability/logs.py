@@ -52,15 +52,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+def once_a_second(format_second):
+    """`format_second`, a function of a whole second, made to format each second once.
+
+    The access line, the JSON lines and gunicorn's Date header (workers/responses.py)
+    each give the current second; formatting it (strftime, formatdate) costs more than
+    the rest of the line does.
+    """
+    formatted = [None, ""]
+
+    def formatted_at(second):
+        if second != formatted[0]:
+            formatted[:] = [second, format_second(second)]
+        return formatted[1]
+
+    return formatted_at
+
+
+iso_second = once_a_second(lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+
+
 def utc_time(created):
     """ISO 8601 in UTC, with milliseconds: 2026-12-03T18:04:05.123Z (formatted once a second)."""
     seconds = int(created)
-    if seconds != _formatted[0]:
-        _formatted[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
-    return f"{_formatted[1]}.{int((created - seconds) * 1000):03d}Z"
-
-
-_formatted = [None, ""]
+    return f"{iso_second(seconds)}.{int((created - seconds) * 1000):03d}Z"
 
 
 def log_format(environ=os.environ):

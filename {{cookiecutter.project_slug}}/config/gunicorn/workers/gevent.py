@@ -252,7 +252,7 @@ class RequestHeadWait:
             if watcher is not None:
                 watcher.close()
 
-    def received(self, unreader):
+    def received(self, unreader, fileno):
         """Whether the client sent something (or closed the connection), without waiting.
 
         On a plain socket, what it sent is read into gunicorn's buffer, where its parser
@@ -260,7 +260,6 @@ class RequestHeadWait:
         asked first (one system call fewer a request on a busy connection). A TLS socket
         is polled: its bytes are for its SSL object to read.
         """
-        fileno = unreader.sock.fileno()
         if self.worker.cfg.is_ssl:
             if self.poller is None:
                 self.poller = unpatched_poll()
@@ -274,9 +273,9 @@ class RequestHeadWait:
         return True
 
     def wait_while_idle(self, unreader):
-        if self.received(unreader):
-            return  # the next request is here already
         fileno = unreader.sock.fileno()
+        if self.received(unreader, fileno):
+            return  # the next request is here already
         worker = self.worker
         if worker.alive:
             greenlet = gevent.getcurrent()
@@ -292,7 +291,7 @@ class RequestHeadWait:
                 return
             except CloseIdle:
                 if worker.alive:  # closed to make room: at once, unless a request came
-                    if self.received(unreader):
+                    if self.received(unreader, fileno):
                         return
                     raise StopIteration("idle connection closed") from None
             finally:

@@ -38,6 +38,8 @@ from contextlib import suppress
 
 from gunicorn import util
 
+from config.gunicorn.observability.logs import once_a_second
+
 # A head and a body piece up to this size go out in one send(); a larger piece is not
 # copied to be joined to the head.
 JOINED_MAX = 64 * 1024
@@ -112,15 +114,12 @@ def date_once_a_second():
     if getattr(util.http_date, "once_a_second", False):
         return
     format_date = util.http_date
-    formatted = [None, ""]
+    date_at = once_a_second(format_date)
 
     def http_date(timestamp=None):
         if timestamp is not None:
             return format_date(timestamp)
-        second = int(time.time())
-        if second != formatted[0]:
-            formatted[:] = [second, format_date(second)]
-        return formatted[1]
+        return date_at(int(time.time()))
 
     http_date.once_a_second = True
     util.http_date = http_date
